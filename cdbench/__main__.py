@@ -1,0 +1,5 @@
+import sys
+
+from cdbench.cli import main
+
+sys.exit(main())
