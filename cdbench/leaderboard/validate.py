@@ -1,0 +1,380 @@
+"""Safe, bounded reading and validation of leaderboard submissions.
+
+Reading is bounded before anything is parsed: the file size is checked with ``stat`` (50 MB by
+default), the bytes must be UTF-8, the number of objects/arrays is counted on the raw bytes, nesting
+depth is limited, and numbers that are not finite (``NaN``, ``Infinity``, ``1e999``) or absurdly long
+integers are turned into markers at parse time and reported. Nothing in a submission is executed,
+evaluated or used as a path. Every problem is one line naming its JSON path, e.g.
+``predictions[17].score: not a finite number (NaN)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cdbench.errors import DataError
+from cdbench.leaderboard.schema import (
+    MAX_CONTAINERS,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_INT_DIGITS,
+    MAX_PROBLEMS,
+    PREDICTION_FIELD,
+    submission_validator,
+)
+
+ROOT = "(top level)"
+
+
+@dataclass(frozen=True)
+class ReferenceSplit:
+    """What a submission is checked against: one split of one dataset config.
+
+    ``pair_ids`` are the split's pairs in dataset order; ``fingerprint`` is the dataset's
+    fingerprint (``None`` when unknown: then it is not compared).
+    """
+
+    name: str
+    config: str
+    split: str
+    pair_ids: Sequence[str]
+    fingerprint: str | None = None
+
+
+@dataclass
+class ValidationResult:
+    """The outcome of :func:`validate_submission`: ``problems`` (one line each) and the parsed
+    submission (``None`` when it could not be parsed)."""
+
+    problems: list[str] = field(default_factory=list)
+    submission: dict | None = None
+    more: int = 0  # problems found beyond the MAX_PROBLEMS listed
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        """The problems, one line each, with a last line counting those not listed."""
+        out = list(self.problems)
+        if self.more:
+            out.append(f"... and {self.more} more problem{'s' if self.more > 1 else ''}")
+        return out
+
+    def raise_for_problems(self, source: str = "submission") -> None:
+        """Raise a one-line :class:`DataError` summarising the problems, if any."""
+        if self.problems:
+            n = len(self.problems) + self.more
+            raise DataError(f"{source}: {n} problem{'s' if n > 1 else ''}: {self.problems[0]}"
+                            + (" (run `cdbench leaderboard validate` for all)" if n > 1 else ""))
+
+
+class _BadNumber:
+    """Marker for a number that is not finite or too long, kept so its JSON path can be reported."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def reason(self) -> str:
+        if len(self.text) > MAX_INT_DIGITS and self.text.lstrip("-").isdigit():
+            return f"integer with more than {MAX_INT_DIGITS} digits"
+        return f"not a finite number ({_short(self.text)})"
+
+
+class _DuplicateKeys(dict):
+    """A JSON object that repeated one of its keys (the repeated keys are kept for reporting)."""
+
+    duplicates: list[str]
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dups = []
+        for k, _ in pairs:
+            if k in seen and k not in dups:
+                dups.append(k)
+            seen.add(k)
+        d = _DuplicateKeys(d)
+        d.duplicates = dups
+    return d
+
+
+def _parse_float(text: str) -> float | _BadNumber:
+    value = float(text)
+    return value if math.isfinite(value) else _BadNumber(text)
+
+
+def _parse_int(text: str) -> int | _BadNumber:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        return _BadNumber(text[:40] + "...")
+    return int(text)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A one-line, bounded rendering of a value from a submission (control characters escaped)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str) \
+        if not isinstance(value, _BadNumber) else value.text
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def format_path(parts: Iterable[str | int]) -> str:
+    """``("predictions", 17, "score")`` -> ``predictions[17].score`` (odd keys quoted)."""
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p.isidentifier():
+            out += f".{p}" if out else p
+        else:
+            out += f"[{json.dumps(_short(p, 40), ensure_ascii=False)}]"
+    return out or ROOT
+
+
+class _Problems:
+    """An ordered, de-duplicated, capped list of problem lines."""
+
+    def __init__(self, limit: int = MAX_PROBLEMS):
+        self.lines: list[str] = []
+        self._seen: set[str] = set()
+        self.more = 0
+        self.limit = limit
+
+    def add(self, path: Iterable[str | int] | str, message: str) -> None:
+        line = f"{path if isinstance(path, str) else format_path(path)}: {message}"
+        if line in self._seen:
+            return
+        self._seen.add(line)
+        if len(self.lines) < self.limit:
+            self.lines.append(line)
+        else:
+            self.more += 1
+
+    @property
+    def full(self) -> bool:
+        return len(self.lines) >= self.limit
+
+
+def read_submission_bytes(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a submission file, after checking (without reading) that it is a regular file
+    of at most ``max_bytes``. Raises :class:`DataError` naming the file."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file")
+    if st.st_size > max_bytes:
+        raise DataError(f"{path}: {st.st_size:,} bytes is over the size limit of {max_bytes:,} bytes "
+                        f"({max_bytes // 2**20} MB)")
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # the file grew after stat
+        raise DataError(f"{path}: over the size limit of {max_bytes:,} bytes")
+    return data
+
+
+def parse_submission(data: bytes | str, max_bytes: int = MAX_FILE_BYTES) -> tuple[Any, list[str]]:
+    """Parse submission bytes safely: ``(document, problems)``; the document is ``None`` when the
+    bytes are not a JSON document within the limits. Markers for bad numbers and repeated keys stay
+    in the document for :func:`check_document` to report with their paths."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if len(data) > max_bytes:
+        return None, [f"{ROOT}: {len(data):,} bytes is over the size limit of {max_bytes:,} bytes"]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, [f"{ROOT}: not UTF-8 text (invalid byte 0x{data[e.start]:02x} at offset {e.start})"]
+    text = text.removeprefix("\ufeff")
+    containers = data.count(b"[") + data.count(b"{")  # an upper bound (brackets inside strings count too)
+    if containers > MAX_CONTAINERS:
+        return None, [f"{ROOT}: too large a structure ({containers:,} objects/arrays; "
+                      f"the limit is {MAX_CONTAINERS:,})"]
+    try:
+        doc = json.loads(text, parse_float=_parse_float, parse_int=_parse_int,
+                         parse_constant=_BadNumber, object_pairs_hook=_object_pairs)
+    except json.JSONDecodeError as e:
+        return None, [f"{ROOT}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"]
+    except RecursionError:
+        return None, [f"{ROOT}: nested deeper than {MAX_DEPTH} levels"]
+    except ValueError as e:  # e.g. a number the float/int parser refuses
+        return None, [f"{ROOT}: not valid JSON ({_short(str(e), 120)})"]
+    return doc, []
+
+
+def _walk(doc: Any, problems: _Problems) -> bool:
+    """Report bad numbers, repeated keys and excessive depth; ``False`` when too deep to validate."""
+    ok_depth = True
+    stack: list[tuple[Any, tuple, int]] = [(doc, (), 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, _BadNumber):
+            problems.add(path, node.reason())
+        elif isinstance(node, dict):
+            if depth >= MAX_DEPTH:
+                problems.add(path, f"nested deeper than {MAX_DEPTH} levels")
+                ok_depth = False
+                continue
+            if isinstance(node, _DuplicateKeys):
+                for k in node.duplicates:
+                    problems.add((*path, k), "repeated key")
+            stack.extend((v, (*path, k), depth + 1) for k, v in reversed(node.items())
+                         if isinstance(v, (dict, list, _BadNumber)))
+        elif isinstance(node, list):
+            if depth >= MAX_DEPTH:
+                problems.add(path, f"nested deeper than {MAX_DEPTH} levels")
+                ok_depth = False
+                continue
+            stack.extend((v, (*path, i), depth + 1) for i, v in reversed(list(enumerate(node)))
+                         if isinstance(v, (dict, list, _BadNumber)))
+    return ok_depth
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+               float: "a number", type(None): "null"}
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), "a value")
+
+
+def _schema_message(error) -> tuple[list, str] | None:
+    """One (path, message) of a jsonschema error, in the words of this format."""
+    path = list(error.absolute_path)
+    v, value, inst = error.validator, error.validator_value, error.instance
+    if isinstance(inst, _BadNumber):
+        return path, inst.reason()
+    if v == "type":
+        want = value if isinstance(value, list) else [value]
+        words = {"integer": "an integer", "number": "a number", "string": "a string", "object": "an object",
+                 "array": "an array", "boolean": "a boolean", "null": "null"}
+        return path, f"expected {' or '.join(words.get(w, w) for w in want)}, got {_type_name(inst)}" + (
+            f" ({_short(inst, 30)!r})" if isinstance(inst, str) else "")
+    if v == "required":
+        missing = [k for k in value if isinstance(inst, dict) and k not in inst]
+        return path, f"missing field{'s' if len(missing) > 1 else ''} {', '.join(repr(k) for k in missing)}"
+    if v == "additionalProperties":
+        extra = [k for k in inst if k not in error.schema.get("properties", {})]
+        return path, f"unknown field{'s' if len(extra) > 1 else ''} {', '.join(repr(_short(k, 40)) for k in extra[:5])}"
+    if v == "const":
+        return path, f"must be {json.dumps(value)}, got {_short(inst, 30)}"
+    if v == "enum":
+        return path, f"must be one of {', '.join(json.dumps(x) for x in value)}, got {_short(inst, 30)!r}"
+    if v == "minLength":
+        return path, "empty" + (" text" if path[-1:] == ["text"] else " string")
+    if v == "maxLength":
+        return path, f"longer than {value:,} characters ({len(inst):,})"
+    if v == "pattern":
+        if inst == "":
+            return None  # reported by minLength
+        if path[-1:] == ["text"]:
+            return path, "blank text (only white space)"
+        if path[-1:] == ["url"]:
+            return path, f"not an http(s) URL: {_short(inst, 60)!r}"
+        return path, "contains control characters"
+    if v == "minItems":
+        return path, f"needs at least {value} item{'s' if value > 1 else ''}, got {len(inst)}"
+    if v == "maxItems":
+        return path, f"more than {value:,} items ({len(inst):,})"
+    if v == "minimum":
+        return path, f"must be >= {value}, got {_short(inst, 30)}"
+    if v in ("if", "allOf"):
+        return None  # the detailed errors of the branch are reported on their own
+    return path, _short(error.message, 160)
+
+
+def check_document(doc: Any, problems: _Problems | None = None) -> list[str]:
+    """Structure problems of a parsed submission: bad numbers, repeated keys, depth, the schema."""
+    problems = problems or _Problems()
+    if not _walk(doc, problems):
+        return problems.lines
+    for error in submission_validator().iter_errors(doc):
+        found = _schema_message(error)
+        if found is None:
+            continue
+        problems.add(*found)
+        if problems.full:
+            problems.more += 1  # at least one more: stop early on a hopeless file
+            break
+    return problems.lines
+
+
+def check_against_reference(sub: dict, ref: ReferenceSplit, problems: _Problems | None = None) -> list[str]:
+    """Problems of a structurally valid submission against the split it claims to predict: the
+    dataset name/config/split/fingerprint, and the pair ids (duplicate, unknown, missing)."""
+    problems = problems or _Problems()
+    ds = sub["dataset"]
+    for key, want in (("name", ref.name), ("config", ref.config), ("split", ref.split),
+                      ("fingerprint", ref.fingerprint)):
+        got = ds.get(key)
+        if want is not None and got is not None and got != want:
+            problems.add(("dataset", key), f"{_short(got, 60)!r} does not match the dataset's {want!r}")
+    if ds.get("config") != ref.config:
+        return problems.lines  # pair ids of another config mean nothing here
+    known = set(ref.pair_ids)
+    first_index: dict[str, int] = {}
+    n_unknown = 0
+    for i, p in enumerate(sub["predictions"]):
+        pid = p["pair_id"]
+        if pid in first_index:
+            problems.add(("predictions", i, "pair_id"), f"duplicate pair id {_short(pid)!r} "
+                         f"(also predictions[{first_index[pid]}])")
+            continue
+        first_index[pid] = i
+        if pid not in known:
+            n_unknown += 1
+            problems.add(("predictions", i, "pair_id"), f"unknown pair id {_short(pid)!r} "
+                         f"(not in {ref.name}/{ref.config}/{ref.split})")
+    missing = [pid for pid in ref.pair_ids if pid not in first_index]
+    if missing:
+        problems.add("predictions", f"{len(missing):,} of the {len(known):,} pairs of {ref.name}/{ref.config}/"
+                     f"{ref.split} have no prediction (first: {', '.join(missing[:3])})")
+    return problems.lines
+
+
+def validate_submission(source: str | os.PathLike | bytes | dict, reference: ReferenceSplit | None = None,
+                        max_bytes: int = MAX_FILE_BYTES) -> ValidationResult:
+    """Validate a submission (a file path, its bytes, or an already parsed dict).
+
+    Without ``reference`` only the structure is checked; with it, also the dataset and the pair
+    ids. Never raises for a bad submission (only for an unreadable file: :class:`DataError`).
+    """
+    if isinstance(source, dict):
+        doc, parse_problems = source, []
+    else:
+        data = source if isinstance(source, bytes) else read_submission_bytes(source, max_bytes)
+        doc, parse_problems = parse_submission(data, max_bytes)
+    result = ValidationResult()
+    if parse_problems:
+        result.problems = parse_problems
+        return result
+    problems = _Problems()
+    check_document(doc, problems)
+    if not problems.lines and reference is not None:
+        check_against_reference(doc, reference, problems)
+    result.problems, result.more = problems.lines, problems.more
+    if not problems.lines:
+        result.submission = doc
+    return result
+
+
+def prediction_values(sub: dict) -> tuple[list[str], list]:
+    """``(pair_ids, values)`` of a valid submission (scores as floats, or texts)."""
+    key = PREDICTION_FIELD[sub["dataset"]["config"]]
+    preds = sub["predictions"]
+    return [p["pair_id"] for p in preds], [p[key] for p in preds]
