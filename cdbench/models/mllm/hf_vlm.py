@@ -1,0 +1,109 @@
+"""Any Hugging Face image-text-to-text model as a colour-difference scorer and describer.
+
+``AutoModelForImageTextToText`` + ``AutoProcessor`` from a local folder (no network, no remote code),
+the processor's own chat template with the two images of a pair in one user turn, left padding.
+``score`` appends the answer prefix after the generation prompt and reads the level-word logits at
+the last position (Q-Align, :mod:`cdbench.models.mllm.level_scoring`); ``describe`` generates from
+the CD-Reasoning instruction. Tested with tiny LLaVA models; LLaVA, Qwen2-VL, Idefics and other
+processors with a chat template work the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from cdbench.errors import ModelError
+from cdbench.models.mllm.batching import auto_batch_size
+from cdbench.models.mllm.level_scoring import level_token_ids
+from cdbench.models.mllm.llm_model import LLMCDModel
+from cdbench.models.mllm.settings import MLLMSettings, join_prompt
+
+
+class HFVisionLanguageCDModel(LLMCDModel):
+    """A local Hugging Face image-text-to-text checkpoint folder as a :class:`~cdbench.models.CDModel`.
+
+    Options: the prompt/decoding fields of :class:`MLLMSettings`, plus ``device``, ``dtype``
+    (default bfloat16 on CUDA, float32 on CPU), ``batch_size`` (``"auto"``), ``workers``,
+    ``attn_implementation`` (``"sdpa"``), ``name``.
+    """
+
+    def __init__(self, folder: str | os.PathLike, **options: Any):
+        settings, rest = MLLMSettings.split_options(dict(options))
+        super().__init__(folder, settings, **rest)
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        try:
+            self.processor = AutoProcessor.from_pretrained(self.folder, local_files_only=True)
+            self.model = AutoModelForImageTextToText.from_pretrained(
+                self.folder, dtype=self.dtype, attn_implementation=self.attn_implementation, local_files_only=True)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"{self.folder}: cannot load as an image-text-to-text model ({e})") from None
+        self.model.to(self.device).eval()
+        self.tokenizer = getattr(self.processor, "tokenizer", None)
+        if self.tokenizer is None or getattr(self.processor, "chat_template", None) is None:
+            raise ModelError(f"{self.folder}: the processor needs a tokenizer and a chat template")
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        s = self.prompt_settings
+        self.score_prompt = join_prompt(self._chat_prompt(s.score_question), s.score_answer_prefix)
+        self.describe_prompt = self._chat_prompt(s.describe_instruction)
+        self._level_ids = level_token_ids(self.tokenizer, s.level_words, s.score_answer_prefix, s.level_token)
+
+    @property
+    def level_token_ids(self) -> list[int]:
+        return self._level_ids
+
+    def _chat_prompt(self, text: str) -> str:
+        images = [{"type": "image"}, {"type": "image"}]
+        question = [{"type": "text", "text": text}]
+        content = question + images if self.prompt_settings.image_position == "after" else images + question
+        return self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                  add_generation_prompt=True, tokenize=False)
+
+    def _prepare(self, images: list[tuple[np.ndarray, np.ndarray]], task: str):
+        prompt = self.score_prompt if task == "score" else self.describe_prompt
+        return self.processor(text=[prompt] * len(images), images=[[a, b] for a, b in images],
+                              padding=True, return_tensors="pt")
+
+    def _to_device(self, inputs) -> dict:
+        out = {}
+        for k, v in inputs.items():
+            if hasattr(v, "to"):
+                v = v.to(self.device, non_blocking=True)
+                if v.is_floating_point():
+                    v = v.to(self.dtype)
+            out[k] = v
+        return out
+
+    def _last_logits(self, inputs):
+        # generate() derives the position ids of left-padded rows from the attention mask for every
+        # architecture (1-D rotary, Qwen2-VL's 3-D rotary, ...); one step, raw logits
+        out = self.model.generate(**self._to_device(inputs), max_new_tokens=1, do_sample=False, num_beams=1,
+                                  output_logits=True, return_dict_in_generate=True,
+                                  pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
+        return out.logits[0]
+
+    def _generate(self, inputs) -> list[str]:
+        inputs = self._to_device(inputs)
+        width = inputs["input_ids"].shape[1]
+        seqs = self.model.generate(**inputs, **self.prompt_settings.generation_kwargs(),
+                                   pad_token_id=self.tokenizer.pad_token_id)
+        return self.tokenizer.batch_decode(seqs[:, width:], skip_special_tokens=True)
+
+    def _auto_batch_size(self) -> int:
+        cfg = self.model.config.get_text_config()
+        heads = getattr(cfg, "num_attention_heads", 32)
+        kv = getattr(cfg, "num_key_value_heads", None) or heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        tokens = 2048  # two images plus the prompt, generously, for an unknown processor
+        return auto_batch_size(self.device, tokens, cfg.hidden_size, cfg.num_hidden_layers, kv * head_dim,
+                               dtype_bytes=self.dtype.itemsize)
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "family": "hf-image-text-to-text",
+                "model_type": self.model.config.model_type, "score_prompt": self.score_prompt,
+                "describe_prompt": self.describe_prompt}

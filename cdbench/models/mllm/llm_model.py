@@ -1,0 +1,163 @@
+"""The common part of the LLM colour-difference models: batching, level scoring, generation.
+
+:class:`LLMCDModel` implements ``score`` (Q-Align level value) and ``describe`` (text generation)
+over batches of pairs; a subclass only turns decoded image pairs into model inputs
+(``_prepare``) and runs its model (``_last_logits``, ``_generate``). The mPLUG-Owl2 family
+(:mod:`cdbench.models.mllm.mplug`) and any Hugging Face image-text-to-text model
+(:mod:`cdbench.models.mllm.hf_vlm`) share it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cdbench.data.images import load_pairs
+from cdbench.errors import ModelError
+from cdbench.models.base import CDModel, Pair
+from cdbench.models.mllm.batching import BatchRunner
+from cdbench.models.mllm.level_scoring import level_probabilities, level_values
+from cdbench.models.mllm.settings import MLLMSettings
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",
+           "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` as given, else ``cuda:<LOCAL_RANK>`` under torchrun / ``cuda`` when available, else ``cpu``."""
+    import torch
+
+    if device:
+        return str(device)
+    if torch.cuda.is_available():
+        local = os.environ.get("LOCAL_RANK")
+        return f"cuda:{int(local)}" if local is not None else "cuda"
+    return "cpu"
+
+
+def resolve_dtype(dtype: Any, device: str):
+    """A torch dtype: as given, else bfloat16 on CUDA (the speed path) and float32 on CPU."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = _DTYPES.get(str(dtype).lower().replace("torch.", ""))
+    if key is None:
+        raise ModelError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    return getattr(torch, key)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) image as uint8 (float images in [0, 1] are scaled and rounded)."""
+    if image.dtype == np.uint8:
+        return image
+    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+class LLMCDModel(CDModel):
+    """Level scoring and description with a multimodal LLM, batched; subclasses adapt one model family."""
+
+    kind = "mllm"
+    scale = "level"
+    can_describe = True
+
+    def __init__(self, folder: str | os.PathLike, settings: MLLMSettings, *, device: str | None = None,
+                 dtype: Any = None, batch_size: int | str = "auto", workers: int | None = None,
+                 attn_implementation: str = "sdpa", name: str | None = None):
+        self.folder = Path(folder)
+        self.prompt_settings = settings
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.attn_implementation = attn_implementation
+        self.name = name or self.folder.name
+        self._batch_size_option = batch_size
+        self.workers = workers
+        self._runner: BatchRunner | None = None
+
+    # --- what a subclass provides -------------------------------------------------------------
+    def _prepare(self, images: list[tuple[np.ndarray, np.ndarray]], task: str) -> Any:
+        """Model inputs (CPU tensors) for decoded pairs; ``task`` is ``"score"`` or ``"describe"``.
+        Runs in worker threads."""
+        raise NotImplementedError
+
+    def _last_logits(self, inputs: Any):
+        """(B, V) logits at the last prompt position."""
+        raise NotImplementedError
+
+    def _generate(self, inputs: Any) -> list[str]:
+        """One decoded continuation per row."""
+        raise NotImplementedError
+
+    def _auto_batch_size(self) -> int:
+        return 8
+
+    @property
+    def level_token_ids(self) -> list[int]:
+        raise NotImplementedError
+
+    # --- the CDModel interface ----------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self._get_runner().batch_size
+
+    def _get_runner(self) -> BatchRunner:
+        if self._runner is None:
+            bs = self._batch_size_option
+            bs = self._auto_batch_size() if bs in (None, "auto") else int(bs)
+            self._runner = BatchRunner(bs, workers=self.workers)
+        return self._runner
+
+    def _run(self, pairs: Sequence[Pair], task: str, compute, progress: bool) -> list:
+        pairs = list(pairs)
+        for k, p in enumerate(pairs):
+            if not isinstance(p, (tuple, list)) or len(p) != 2:
+                raise ModelError(f"pair {k}: expected (image1, image2), got {type(p).__name__}")
+        if not pairs:
+            return []
+
+        def prepare(chunk):
+            decoded = load_pairs(chunk, workers=2)
+            return self._prepare([(to_uint8(a), to_uint8(b)) for a, b in decoded], task)
+
+        return self._get_runner().run(pairs, prepare, compute, progress=progress,
+                                      desc=f"{self.name} {task}")
+
+    def level_probabilities(self, pairs: Sequence[Pair], *, progress: bool = False) -> np.ndarray:
+        """(N, 5) probabilities of the level words (softmax over their last-position logits)."""
+        import torch
+
+        ids = self.level_token_ids
+
+        def compute(inputs):
+            with torch.inference_mode():
+                return list(level_probabilities(self._last_logits(inputs), ids))
+
+        rows = self._run(pairs, "score", compute, progress)
+        return np.stack(rows) if rows else np.zeros((0, len(ids)))
+
+    def score(self, pairs: Sequence[Pair], *, progress: bool = False) -> np.ndarray:
+        """Q-Align level value ``5 * sum_i p_i * w_i`` per pair, on the M-SPCD level scale 0..5."""
+        return level_values(self.level_probabilities(pairs, progress=progress)) if len(pairs) else np.zeros(0)
+
+    def describe(self, pairs: Sequence[Pair], *, progress: bool = False) -> list[str]:
+        """A description of the colour differences per pair (greedy unless ``do_sample``)."""
+        import torch
+
+        if self.prompt_settings.do_sample:
+            torch.manual_seed(self.prompt_settings.seed)
+
+        def compute(inputs):
+            with torch.inference_mode():
+                return [t.strip() for t in self._generate(inputs)]
+
+        return self._run(pairs, "describe", compute, progress)
+
+    def settings(self) -> dict[str, Any]:
+        return {**self.prompt_settings.to_dict(), "checkpoint": self.folder.name,
+                "dtype": str(self.dtype).replace("torch.", ""), "attn_implementation": self.attn_implementation}

@@ -1,0 +1,112 @@
+"""Tiny random Hugging Face image-text-to-text checkpoints, built offline (tests, demos, smoke runs).
+
+``build_tiny_llava(folder)`` writes a complete LLaVA folder (config, random weights, CLIP image
+processor, a byte-level BPE tokenizer trained here on the prompts of cdbench, chat template) that
+``AutoModelForImageTextToText`` / ``AutoProcessor`` and ``cdbench.create_model(folder)`` load with no
+network. The tokenizer keeps the five level words single tokens unless told to split some.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cdbench.data import LEVELS
+from cdbench.models.mllm.settings import DESCRIBE_INSTRUCTION, SCORE_ANSWER_PREFIX, SCORE_QUESTION
+
+SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
+
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{% if message['role'] == 'user' %} {% else %}</s>{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+"""LLaVA-1.5's conversation format: ``USER: <image><image>question ASSISTANT:``."""
+
+
+def tiny_corpus(split_words: Sequence[str] = ()) -> list[str]:
+    """Texts the tiny tokenizer is trained on: the cdbench prompts, level words, severities, roles."""
+    words = [w for w in LEVELS if w not in split_words]
+    texts = [SCORE_QUESTION, SCORE_ANSWER_PREFIX, DESCRIBE_INSTRUCTION, "USER: ASSISTANT: system user assistant"]
+    texts += [f"{SCORE_ANSWER_PREFIX} {w}." for w in words] * 20
+    texts += ["slight moderate severe white balance brightness contrast color overall dark bright details"] * 5
+    return texts
+
+
+def build_tiny_tokenizer(folder: str | os.PathLike | None = None, split_words: Sequence[str] = (),
+                         vocab_size: int = 1024):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on :func:`tiny_corpus` (deterministic).
+
+    Words listed in ``split_words`` are left out of the training texts, so they encode to several
+    tokens (to test the single-token check). Saved to ``folder`` when given.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(tiny_corpus(split_words), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+    if folder is not None:
+        fast.save_pretrained(folder)
+    return fast
+
+
+def build_tiny_llava(folder: str | os.PathLike, *, seed: int = 0, image_size: int = 28, split_words: Sequence[str] = (),
+                     hidden_size: int = 64, num_layers: int = 2) -> Path:
+    """Write a tiny random LLaVA checkpoint folder (float32) and return its path.
+
+    Vision: CLIP ViT, ``image_size`` px, patch 14 (``(image_size/14)^2`` image tokens per image);
+    language model: LLaMA with ``hidden_size`` and ``num_layers``; processor with the LLaVA-1.5 chat
+    template. Loads with ``AutoModelForImageTextToText`` + ``AutoProcessor``, no network.
+    """
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer(split_words=split_words)
+    patch = 14
+    n_img_tokens = (image_size // patch) ** 2
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=image_size, patch_size=patch, projection_dim=32)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                       num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                         image_seq_length=n_img_tokens, vision_feature_select_strategy="default",
+                         vision_feature_layer=-1)
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    with torch.no_grad():  # larger-than-default weights so the logits depend visibly on the images
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and "embed" not in name:
+                p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                         crop_size={"height": image_size, "width": image_size})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
+                               vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
+                               num_additional_image_tokens=1)
+    processor.save_pretrained(folder)
+    return folder
