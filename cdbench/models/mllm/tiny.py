@@ -39,7 +39,8 @@ def tiny_corpus(split_words: Sequence[str] = ()) -> list[str]:
 
 
 def build_tiny_tokenizer(folder: str | os.PathLike | None = None, split_words: Sequence[str] = (),
-                         vocab_size: int = 1024):
+                         vocab_size: int = 1024, special_tokens: Sequence[str] = SPECIAL_TOKENS,
+                         extra_special_tokens: dict[str, str] | None = None):
     """A byte-level BPE ``PreTrainedTokenizerFast`` trained on :func:`tiny_corpus` (deterministic).
 
     Words listed in ``split_words`` are left out of the training texts, so they encode to several
@@ -51,23 +52,26 @@ def build_tiny_tokenizer(folder: str | os.PathLike | None = None, split_words: S
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=list(SPECIAL_TOKENS),
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=list(special_tokens),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(tiny_corpus(split_words), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+                                   pad_token="<pad>",
+                                   extra_special_tokens=extra_special_tokens or {"image_token": "<image>"})
     if folder is not None:
         fast.save_pretrained(folder)
     return fast
 
 
 def build_tiny_llava(folder: str | os.PathLike, *, seed: int = 0, image_size: int = 28, split_words: Sequence[str] = (),
-                     hidden_size: int = 64, num_layers: int = 2) -> Path:
+                     hidden_size: int = 64, num_layers: int = 2, anyres: bool = False) -> Path:
     """Write a tiny random LLaVA checkpoint folder (float32) and return its path.
 
     Vision: CLIP ViT, ``image_size`` px, patch 14 (``(image_size/14)^2`` image tokens per image);
     language model: LLaMA with ``hidden_size`` and ``num_layers``; processor with the LLaVA-1.5 chat
     template. Loads with ``AutoModelForImageTextToText`` + ``AutoProcessor``, no network.
+    ``anyres=True`` writes a LLaVA-NeXT model instead: the number of image tokens depends on each
+    image's aspect ratio, so a batch holds prompts of different lengths (left padding is exercised).
     """
     import torch
     from transformers import (
@@ -76,6 +80,10 @@ def build_tiny_llava(folder: str | os.PathLike, *, seed: int = 0, image_size: in
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
         LlavaProcessor,
     )
 
@@ -90,23 +98,33 @@ def build_tiny_llava(folder: str | os.PathLike, *, seed: int = 0, image_size: in
                        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
                        max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    config = LlavaConfig(vision_config=vision, text_config=text,
-                         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-                         image_seq_length=n_img_tokens, vision_feature_select_strategy="default",
-                         vision_feature_layer=-1)
+    common = {"vision_config": vision, "text_config": text, "image_seq_length": n_img_tokens,
+              "image_token_index": tokenizer.convert_tokens_to_ids("<image>"),
+              "vision_feature_select_strategy": "default", "vision_feature_layer": -1}
+    s = image_size
+    pinpoints = [[s, s], [s, 2 * s], [2 * s, s], [2 * s, 2 * s], [s, 3 * s], [3 * s, s]]
+    if anyres:
+        config = LlavaNextConfig(**common, image_grid_pinpoints=pinpoints)
+    else:
+        config = LlavaConfig(**common)
     config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
+    model = (LlavaNextForConditionalGeneration if anyres else LlavaForConditionalGeneration)(config).eval()
     with torch.no_grad():  # larger-than-default weights so the logits depend visibly on the images
         for name, p in model.named_parameters():
             if p.ndim == 2 and "embed" not in name:
                 p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
-                                         crop_size={"height": image_size, "width": image_size})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
-                               vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
-                               num_additional_image_tokens=1)
+    sizes = {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}}
+    if anyres:
+        image_processor = LlavaNextImageProcessor(**sizes, image_grid_pinpoints=pinpoints)
+    else:
+        image_processor = CLIPImageProcessor(**sizes)
+    processor_class = LlavaNextProcessor if anyres else LlavaProcessor
+    processor = processor_class(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
+                                vision_feature_select_strategy="default", chat_template=LLAVA_CHAT_TEMPLATE,
+                                num_additional_image_tokens=1)
     processor.save_pretrained(folder)
     return folder
+
