@@ -1,0 +1,202 @@
+"""The evaluation runner: a model over one split, resumable, then every output file.
+
+``evaluate_model`` writes, in ``OUT/<model>/<config>-<split>/``:
+
+* ``predictions.jsonl``: ``{"pair_id", "score"|"text"}`` appended (and fsynced) after every batch,
+  so an interruption (Ctrl-C, kill -9, a crash) loses at most the batch in flight; a rerun skips the
+  pairs already there and never recomputes them. ``run.json`` records the model and the dataset
+  fingerprint, and a rerun with another model / dataset into the same folder is refused.
+* ``submission.json`` (the leaderboard format), ``metrics.json`` (:func:`score_predictions`),
+  ``scatter.png`` (scores) and ``table.md``, each written atomically once all pairs are done.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cdbench.errors import DataError, ModelError
+from cdbench.evaluation.predictions import SUBMISSION_SCHEMA_VERSION, predictions_mapping, value_key
+from cdbench.evaluation.report import jsonable, metrics_table, scatter_plot
+from cdbench.evaluation.scoring import dataset_block, score_predictions
+from cdbench.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from cdbench.models.base import CDModel
+from cdbench.versions import environment_versions
+
+PREDICTIONS_FILE = "predictions.jsonl"
+RUN_FILE = "run.json"
+SUBMISSION_FILE = "submission.json"
+METRICS_FILE = "metrics.json"
+SCATTER_FILE = "scatter.png"
+TABLE_FILE = "table.md"
+
+
+@dataclass
+class EvaluationResult:
+    """Where the outputs are and what they say."""
+
+    out_dir: Path
+    metrics: dict
+    table: str
+    n_computed: int
+    n_resumed: int
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.out_dir / PREDICTIONS_FILE
+
+
+def model_slug(name: str) -> str:
+    """A folder name for a model name: letters, digits, ``.``, ``_``, ``-`` (others become ``-``)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    return slug[:100] or "model"
+
+
+def repair_torn_tail(path: Path) -> None:
+    """Cut an unterminated last line (a write interrupted by kill -9) so appends stay valid JSONL."""
+    if not path.is_file():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _run_record(model_info: dict, ds: dict) -> dict:
+    return {"model": model_info, "dataset": {k: ds[k] for k in ("name", "config", "split", "fingerprint")}}
+
+
+def _check_run_record(out_dir: Path, record: dict) -> None:
+    import json
+
+    path = out_dir / RUN_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if old != jsonable(record):
+            raise DataError(f"{out_dir} holds predictions of another model, settings or dataset ({path}); "
+                            "use another --out, or --overwrite to start over")
+    else:
+        atomic_write_json(path, jsonable(record))
+
+
+def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.PathLike, config: str = "scores",
+                   split: str = "test", out: str | os.PathLike = "results", *, fit: str = "5pl",
+                   batch_size: int = 16, n_boot: int = 1000, seed: int = 0, device: str | None = None,
+                   overwrite: bool = False, progress: bool = True, plot: bool = True,
+                   model_options: dict[str, Any] | None = None, title_note: str = "",
+                   on_batch: Callable[[int], None] | None = None, bertscore_model: str | None = None
+                   ) -> EvaluationResult:
+    """Run ``model`` (a name, a folder or a :class:`CDModel`) over ``config``/``split`` of the built
+    dataset ``dataset_dir`` and write every output (see the module docstring). Resumes a previous
+    run in the same folder. ``on_batch(k)`` is called after the k-th batch is saved (tests use it
+    to simulate an interruption)."""
+    from cdbench.data.dataset import image_pairs, open_split, read_build_record
+
+    key = value_key(config)
+    if batch_size < 1:
+        raise DataError(f"--batch-size must be at least 1, got {batch_size}")
+    read_build_record(dataset_dir)
+    ds = open_split(dataset_dir, config, split)
+    if config == "scores" and all(s is None for s in ds["score"]):
+        raise DataError(f"{dataset_dir}: split {config}/{split} has no human scores (hidden labels); "
+                        "evaluate on a split with scores, e.g. --split train")
+    ds_block = dataset_block(dataset_dir, config, split)
+    pairs = image_pairs(dataset_dir, ds)  # a one-line error for a --labels-only build or a missing image
+    if not isinstance(model, CDModel):
+        from cdbench.models.registry import create_model
+
+        opts = dict(model_options or {})
+        if device:
+            opts["device"] = device
+        model = create_model(model, **opts)
+    if config == "descriptions" and not model.can_describe:
+        raise ModelError(f"model {model.name!r} cannot describe pairs; evaluate it with --config scores")
+    info = model.info()
+    out_dir = Path(out) / model_slug(info["name"]) / f"{config}-{split}"
+    if overwrite and out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_run_record(out_dir, _run_record(info, ds_block))
+    pred_path = out_dir / PREDICTIONS_FILE
+    repair_torn_tail(pred_path)
+    try:
+        done = predictions_mapping(read_jsonl(pred_path), config, str(pred_path))
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    ids = list(ds["pair_id"])
+    todo = [i for i, p in enumerate(ids) if p not in done]
+    n_resumed = len(ids) - len(todo)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(ids), initial=n_resumed, unit="pair", desc=f"{info['name']} {config}/{split}",
+                   dynamic_ncols=True)
+    try:
+        for k, start in enumerate(range(0, len(todo), batch_size)):
+            rows = todo[start:start + batch_size]
+            batch = [pairs[i] for i in rows]
+            if config == "scores":
+                values = np.asarray(model.score(batch), dtype=np.float64).ravel()
+                if values.size != len(rows):
+                    raise ModelError(f"model {info['name']!r} returned {values.size} scores for {len(rows)} pairs")
+                bad = np.flatnonzero(~np.isfinite(values))
+                if bad.size:
+                    raise ModelError(f"model {info['name']!r} returned a non-finite score ({values[bad[0]]}) for "
+                                     f"pair {ids[rows[bad[0]]]!r}")
+                records = [{"pair_id": ids[i], key: float(v)} for i, v in zip(rows, values)]
+            else:
+                texts = list(model.describe(batch))
+                if len(texts) != len(rows):
+                    raise ModelError(f"model {info['name']!r} returned {len(texts)} descriptions for {len(rows)} pairs")
+                records = [{"pair_id": ids[i], key: str(t).strip() or "(empty)"} for i, t in zip(rows, texts)]
+            append_jsonl(pred_path, records)
+            for r in records:
+                done[r["pair_id"]] = r[key]
+            if bar is not None:
+                bar.update(len(rows))
+            if on_batch is not None:
+                on_batch(k + 1)
+    finally:
+        if bar is not None:
+            bar.close()
+    ordered = [{"pair_id": p, key: done[p]} for p in ids]
+    submission = {"schema_version": SUBMISSION_SCHEMA_VERSION, "model": info,
+                  "dataset": {k: ds_block[k] for k in ("name", "config", "split", "fingerprint") if ds_block.get(k)},
+                  "predictions": ordered, "versions": environment_versions(),
+                  "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    atomic_write_json(out_dir / SUBMISSION_FILE, jsonable(submission))
+    metrics = score_predictions(ordered, dataset_dir, config, split, fit=fit, n_boot=n_boot, seed=seed,
+                                scale=info.get("scale"), model=info, bertscore_model=bertscore_model, device=device)
+    atomic_write_json(out_dir / METRICS_FILE, metrics)
+    table = metrics_table(metrics)
+    atomic_write_text(out_dir / TABLE_FILE, f"{info['name']} on {ds_block['name']} {config}/{split}"
+                      f"{title_note}\n\n{table}\n")
+    if plot and config == "scores":
+        labels = {r: a for r, a in zip(ids, ds["aligned"])}
+        scores = {r: s for r, s in zip(ids, ds["score"])}
+        keep = [p for p in ids if scores[p] is not None]
+        scatter_plot(out_dir / SCATTER_FILE, np.array([done[p] for p in keep]),
+                     np.array([scores[p] for p in keep], float), np.array([labels[p] for p in keep], bool),
+                     metrics, f"{info['name']} on {ds_block['name']} {config}/{split}{title_note}")
+    return EvaluationResult(out_dir, metrics, table, len(todo), n_resumed)
