@@ -17,6 +17,7 @@ from cdbench.errors import CDBenchError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "cdbench.cli.build",
+    "cdbench.cli.leaderboard",
 )
 
 
