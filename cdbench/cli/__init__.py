@@ -16,6 +16,9 @@ from cdbench import __version__
 from cdbench.errors import CDBenchError
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "cdbench.cli.cdmap",
+    "cdbench.cli.convert",
+    "cdbench.cli.train",
     "cdbench.cli.build",
     "cdbench.cli.leaderboard",
 )
