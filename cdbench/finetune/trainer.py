@@ -1,0 +1,352 @@
+"""The training loop on Hugging Face ``accelerate``: one GPU, several GPUs, several nodes, DeepSpeed, FSDP.
+
+Run it with ``cdbench finetune ...`` (one process) or ``accelerate launch [--config_file FILE]
+-m cdbench finetune ...`` (``accelerate_configs/`` ships DDP, DeepSpeed ZeRO-2/3 and FSDP files);
+the engine (data-parallel sharding, gradient synchronisation, DeepSpeed / FSDP wrapping, mixed
+precision, checkpoint files) is ``accelerate``'s.
+
+What the loop guarantees:
+
+- **The loss is the mean token cross-entropy of the global batch.** Each optimizer step covers
+  ``per_device_batch_size x gradient_accumulation_steps x processes`` items; the loss of every
+  micro-batch is its summed token loss divided by the number of supervised tokens of the whole
+  step (counted on every process first), so the gradient does not depend on how the global batch
+  is split across processes and accumulation steps (``num_items_in_batch`` in ``transformers``).
+  Two processes with half the batch each reach the weights one process reaches.
+- **Seeded and resumable.** Every ``save_steps`` steps, ``accelerator.save_state`` writes the
+  trainable weights, optimizer, scheduler and RNG states to ``out/checkpoints/step-NNNNNNNN``
+  and then ``trainer_state.json`` (written last: a checkpoint without it is incomplete and
+  ignored). A rerun of the same command continues from the newest complete checkpoint: same epoch
+  order (the shuffle is seeded per epoch), the batches already seen skipped, the log truncated to
+  the checkpoint, so an interrupted run ends with the weights of an uninterrupted one.
+- **Progress and a log.** A tqdm bar shows loss, learning rate and samples/s; ``train_log.jsonl``
+  gets one line per ``logging_steps`` (step, epoch, loss, lr, grad norm, samples/s, tokens).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from cdbench.errors import DataError
+from cdbench.finetune.config import FinetuneConfig
+from cdbench.finetune.data import TrainingSet, count_supervised, load_training_items
+from cdbench.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+
+CHECKPOINTS_DIR = "checkpoints"
+STATE_FILE = "trainer_state.json"
+LOG_FILE = "train_log.jsonl"
+CONFIG_FILE = "finetune_config.yaml"
+_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    out: Path
+    global_step: int
+    total_steps: int
+    last_loss: float | None
+    exports: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class EpochShuffleSampler:
+    """A seeded permutation of ``range(n)``, a new one per epoch (``set_epoch``), the same on every
+    process (``accelerate`` then shards the batches), independent of the global RNG."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        import torch
+
+        if not self.shuffle:
+            return iter(range(self.n))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def checkpoint_dirs(out: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints (with ``trainer_state.json``) under ``out/checkpoints``, oldest first."""
+    root = Path(out) / CHECKPOINTS_DIR
+    found = []
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.is_dir() and d.name.startswith("step-") and (d / STATE_FILE).is_file():
+                try:
+                    found.append((int(d.name[5:]), d))
+                except ValueError:
+                    continue
+    return sorted(found)
+
+
+def _optimizer(model, config: FinetuneConfig):
+    """AdamW over the trainable parameters; with weight decay, biases and norm weights are not
+    decayed (``transformers.Trainer``'s grouping)."""
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                             eps=config.adam_epsilon)
+
+
+def _scheduler(optimizer, config: FinetuneConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    name = config.lr_scheduler
+    return get_scheduler(name, optimizer, num_warmup_steps=config.warmup_steps(total_steps),
+                         num_training_steps=total_steps)
+
+
+def make_encoder(family: str, folder: str | Path, config: FinetuneConfig):
+    """The encoder (item + images -> supervised example) of a base model folder."""
+    from cdbench.errors import ModelError
+
+    if family == "mplug_owl2":
+        from cdbench.finetune.encoders import MplugOwl2Encoder
+
+        return MplugOwl2Encoder.from_folder(folder, image_aspect_ratio=config.image_aspect_ratio,
+                                            max_length=config.model_max_length)
+    from transformers import AutoProcessor
+
+    from cdbench.finetune.encoders import ChatTemplateEncoder
+
+    try:
+        processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"{folder}: cannot load the processor ({e})") from None
+    return ChatTemplateEncoder(processor, image_aspect_ratio=config.image_aspect_ratio,
+                               max_length=config.model_max_length)
+
+
+def supervised_loss_sum(model, batch: dict):
+    """``(summed token cross-entropy, number of supervised tokens)`` of one micro-batch.
+
+    The model's own loss is the mean over the supervised tokens (``CrossEntropyLoss(ignore_index=-100)``
+    on the shifted, image-expanded labels, as the original ``MPLUGOwl2LlamaForCausalLM`` and every
+    ``transformers`` causal LM compute it); times the count it is the sum, which the loop divides by
+    the token count of the whole optimizer step. A micro-batch without targets contributes zero.
+    """
+    n = count_supervised(batch["labels"])
+    out = model(**batch)
+    return (out.loss.float() * n if n else out.logits.sum() * 0.0), n
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps <= ``step`` (a resumed run rewrites what came after)."""
+    if not path.exists():
+        return
+    kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
+    import json
+
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+
+
+def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
+    """Train ``config.model`` on ``config.dataset`` and export the result to ``config.out``.
+
+    Works in one process and under ``accelerate launch`` / ``torchrun`` (every process runs this).
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType, GradientAccumulationPlugin, set_seed
+    from tqdm.auto import tqdm
+
+    from cdbench.finetune.export import export_all
+    from cdbench.finetune.model_setup import load_base_model, model_family, prepare_for_training
+    from cdbench.versions import environment_versions
+
+    if not config.model or not config.dataset or not config.out:
+        raise DataError("fine-tuning needs model, dataset and out")
+    out = Path(config.out)
+    k = config.gradient_accumulation_steps
+    if accelerator is None:
+        accelerator = Accelerator(
+            mixed_precision=_PRECISION[config.precision],
+            gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=k, sync_with_dataloader=False),
+            step_scheduler_with_optimizer=False)
+    main = accelerator.is_main_process
+    set_seed(config.seed)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = bool(config.tf32)
+        torch.backends.cudnn.allow_tf32 = bool(config.tf32)
+
+    family = model_family(config.model)
+    encoder = make_encoder(family, config.model, config)
+    items, splits = load_training_items(config.dataset, config.tasks, config.split, config.max_items)
+    train_set = TrainingSet(items, splits, encoder, config.dataset)
+
+    storage = config.precision if config.is_lora else "fp32"
+    model = load_base_model(config.model, family, dtype=storage, attn_implementation=config.attn_implementation)
+    model, summary = prepare_for_training(model, config, family)
+    summary.update(items=len(items), items_per_task={t: sum(1 for i in items if i.task == t) for t in config.tasks},
+                   skipped_rows=splits.get("skipped", {}))
+
+    sampler = EpochShuffleSampler(len(train_set), config.seed)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=config.per_device_batch_size, sampler=sampler, collate_fn=encoder.collate,
+        num_workers=config.dataloader_num_workers, generator=torch.Generator().manual_seed(config.seed),
+        persistent_workers=False, pin_memory=torch.cuda.is_available())
+    optimizer = _optimizer(model, config)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    world = accelerator.num_processes
+    steps_per_epoch = max(1, math.ceil(len(loader) / k))
+    total = config.max_steps or max(1, math.ceil(config.num_train_epochs * steps_per_epoch))
+    n_epochs = math.ceil(total / steps_per_epoch)
+    scheduler = _scheduler(optimizer, config, total)
+    accelerator.register_for_checkpointing(scheduler)
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    if not sharded:  # checkpoints hold the trained parameters only (LoRA: megabytes, not the base model)
+        def _keep_trainable(models, weights, _dir):
+            for m, w in zip(models, weights):
+                keep = {n for n, p in m.named_parameters() if p.requires_grad}
+                for key in [x for x in w if x not in keep]:
+                    del w[key]
+
+        accelerator.register_save_state_pre_hook(_keep_trainable)
+    save_kwargs = {"exclude_frozen_parameters": True} if accelerator.distributed_type == DistributedType.DEEPSPEED \
+        else {}
+    load_kwargs = {"load_module_strict": False} if accelerator.distributed_type == DistributedType.DEEPSPEED \
+        else ({} if accelerator.distributed_type == DistributedType.FSDP else {"strict": False})
+
+    # ---------------------------------------------------------------- resume
+    global_step, epoch0, consumed = 0, 0, 0
+    previous = checkpoint_dirs(out) if config.resume else []
+    if previous:
+        step, ckpt = previous[-1]
+        import json
+
+        state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
+        if int(state.get("world_size", world)) * int(state.get("per_device_batch_size", config.per_device_batch_size)) \
+                != world * config.per_device_batch_size:
+            raise DataError(f"{ckpt}: saved with a global micro-batch of "
+                            f"{state.get('world_size')} x {state.get('per_device_batch_size')}; resume with the same "
+                            "number of processes and per_device_batch_size (or start a new --out)")
+        accelerator.load_state(str(ckpt), **load_kwargs)
+        global_step, epoch0, consumed = int(state["global_step"]), int(state["epoch"]), int(state["micro_batches"])
+        if consumed >= len(loader):
+            epoch0, consumed = epoch0 + 1, 0
+        if main:
+            _truncate_log(out / LOG_FILE, global_step)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        import yaml
+
+        atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    accelerator.wait_for_everyone()
+
+    saved = [global_step if previous else -1]
+
+    def save_checkpoint(step: int, epoch: int, micro: int, loss: float | None) -> None:
+        saved[0] = step
+        ckpt = out / CHECKPOINTS_DIR / f"step-{step:08d}"
+        if main and ckpt.exists():
+            shutil.rmtree(ckpt)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(ckpt), **save_kwargs)
+        accelerator.wait_for_everyone()
+        if main:
+            atomic_write_json(ckpt / STATE_FILE, {
+                "global_step": step, "total_steps": total, "epoch": epoch, "micro_batches": micro,
+                "world_size": world, "per_device_batch_size": config.per_device_batch_size,
+                "gradient_accumulation_steps": k, "loss": loss, "config": config.to_dict()})
+            done = checkpoint_dirs(out)
+            limit = config.save_total_limit
+            if limit is not None and len(done) > limit:
+                for _, d in done[:len(done) - limit]:
+                    shutil.rmtree(d, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    # ---------------------------------------------------------------- train
+    device = accelerator.device
+    bar = tqdm(total=total, initial=global_step, desc="finetune", unit="step", dynamic_ncols=True,
+               disable=not (main and config.progress))
+    last_loss: float | None = None
+    model.train()
+    t_last, samples_since = time.perf_counter(), 0
+    cur_epoch, cur_micro = epoch0, consumed
+    for epoch in range(epoch0, n_epochs):
+        if global_step >= total:
+            break
+        sampler.set_epoch(epoch)
+        skip = consumed if epoch == epoch0 else 0
+        batches = iter(accelerator.skip_first_batches(loader, skip) if skip else loader)
+        micro = skip
+        while global_step < total:
+            window = list(islice(batches, k))
+            if not window:
+                break
+            counts = [count_supervised(b["labels"]) for b in window]
+            stats = torch.tensor([float(sum(counts)), float(sum(int(b["labels"].shape[0]) for b in window))],
+                                 device=device, dtype=torch.float64)
+            stats = accelerator.reduce(stats, reduction="sum")
+            n_tokens, n_samples = float(stats[0]), int(stats[1])
+            scale = world * k / max(n_tokens, 1.0)
+            accelerator.step = k - len(window)  # the window's last micro-batch synchronises and steps
+            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            grad_norm = None
+            for batch in window:
+                with accelerator.accumulate(model):
+                    token_sum, _ = supervised_loss_sum(model, batch)
+                    accelerator.backward(token_sum * scale)
+                    loss_sum += token_sum.detach().double()
+                    if accelerator.sync_gradients:
+                        if config.max_grad_norm and config.max_grad_norm > 0:
+                            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                        optimizer.step()
+                        if not accelerator.optimizer_step_was_skipped:
+                            scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+            micro += len(window)
+            global_step += 1
+            loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(n_tokens, 1.0)
+            last_loss = loss
+            samples_since += n_samples
+            lr = scheduler.get_last_lr()[0]
+            if global_step % config.logging_steps == 0 or global_step == total:
+                now = time.perf_counter()
+                rate = samples_since / max(now - t_last, 1e-9)
+                t_last, samples_since = now, 0
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", samples_s=f"{rate:.2f}")
+                if main:
+                    append_jsonl(out / LOG_FILE, [{
+                        "step": global_step, "epoch": round(epoch + micro / max(len(loader), 1), 4),
+                        "loss": loss, "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
+                        "samples_per_s": rate, "tokens": int(n_tokens), "samples": n_samples, "time": time.time()}])
+            bar.update(1)
+            if global_step % config.save_steps == 0 and global_step < total:
+                save_checkpoint(global_step, epoch, micro, loss)
+            cur_epoch, cur_micro = epoch, micro
+        consumed = 0
+    bar.close()
+    if saved[0] != global_step:
+        save_checkpoint(global_step, cur_epoch, cur_micro, last_loss)
+
+    # ---------------------------------------------------------------- export
+    record = {"base_model": str(Path(config.model).resolve()), "dataset": str(Path(config.dataset).resolve()),
+              "global_step": global_step, "total_steps": total, "last_loss": last_loss, "summary": summary,
+              "config": config.to_dict(), "versions": environment_versions()}
+    exports = export_all(accelerator, model, config, family, record)
+    accelerator.wait_for_everyone()
+    return TrainResult(out=out, global_step=global_step, total_steps=total, last_loss=last_loss, exports=exports,
+                       summary=summary)
