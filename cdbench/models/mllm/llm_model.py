@@ -104,7 +104,13 @@ class LLMCDModel(CDModel):
     # --- the CDModel interface ----------------------------------------------------------------
     @property
     def batch_size(self) -> int:
+        """Pairs per forward pass ("auto" at creation: from the free accelerator memory; halves on OOM)."""
         return self._get_runner().batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int | str) -> None:
+        self._batch_size_option = value
+        self._runner = None
 
     def _get_runner(self) -> BatchRunner:
         if self._runner is None:

@@ -35,6 +35,8 @@ def tiny_corpus(split_words: Sequence[str] = ()) -> list[str]:
     texts = [SCORE_QUESTION, SCORE_ANSWER_PREFIX, DESCRIBE_INSTRUCTION, "USER: ASSISTANT: system user assistant"]
     texts += [f"{SCORE_ANSWER_PREFIX} {w}." for w in words] * 20
     texts += ["slight moderate severe white balance brightness contrast color overall dark bright details"] * 5
+    for w in split_words:  # leave no whole occurrence, so BPE cannot learn the word as one token
+        texts = [t.replace(w, w[: len(w) // 2]) for t in texts]
     return texts
 
 
