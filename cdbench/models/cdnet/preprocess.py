@@ -9,7 +9,7 @@ IEEE TPAMI 2023, public code (``image_loader`` and ``AdaptiveResize(1024)``):
    side is 1024 (longer side ``int(1024 * long / short)``); a 1024-pixel shorter side is kept as is.
 
 Resizing is done by Pillow, as in the public code: on the uint8 pixels for uint8 input (so the
-pixels are exactly the reference's), per channel in float32 ("F" mode) for float input.
+pixels are exactly the reference's), per channel in float32 ("F" mode, clipped to [0, 1]) for float input.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _resize(img: np.ndarray, size_wh: tuple[int, int], resample: int) -> np.ndar
         return np.asarray(Image.fromarray(img).resize(size_wh, resample))
     planes = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c], dtype=np.float32), mode="F")
                          .resize(size_wh, resample)) for c in range(img.shape[2])]
-    return np.stack(planes, axis=-1)
+    return np.clip(np.stack(planes, axis=-1), 0.0, 1.0)  # bicubic overshoot: keep the [0, 1] range
 
 
 def _short_side_to(img: np.ndarray, side: int, resample: int) -> np.ndarray:
@@ -71,6 +71,6 @@ def eval_resize(img: np.ndarray, resize: bool = True) -> np.ndarray:
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 or float [0, 1] -> (3, H, W) float32 in [0, 1] (uint8 divided by 255)."""
-    t = torch.from_numpy(np.ascontiguousarray(img))
+    t = torch.from_numpy(np.ascontiguousarray(img) if img.flags.writeable else np.array(img))
     t = t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
     return t.permute(2, 0, 1)
