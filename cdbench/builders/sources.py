@@ -117,11 +117,11 @@ def read_score_csv(path: str | Path, pairs: PairRegistry | None = None) -> list[
             where = f"{path}:row {i}"
             if not rec or all(not c.strip() for c in rec):
                 continue
-            if len(rec) < 2 or len(rec) > 3:
+            if len(rec) != 3:
                 raise DataError(f"{where}: expected 3 fields image1,image2,score, got {len(rec)}")
             a = check_image_name(rec[0].strip(), where)
             b = check_image_name(rec[1].strip(), where)
-            raw = rec[2].strip() if len(rec) == 3 else ""
+            raw = rec[2].strip()
             score = _check_score(raw, where) if raw else None
             pairs.add(a, b, where)
             rows.append(ScoreRow(a, b, score, where))
