@@ -24,11 +24,19 @@ from cdbench.models.base import CDModel, Pair
 TASKS = ("score", "describe", "both")
 
 
-def shard_range(n: int, rank: int, world_size: int) -> range:
-    """Indices of rank ``rank``'s contiguous shard of ``n`` items (sizes differ by at most one)."""
+def shard_range(n: int, rank: int, world_size: int, align: int = 1) -> range:
+    """Indices of rank ``rank``'s contiguous shard of ``n`` items.
+
+    With ``align=1`` shard sizes differ by at most one. With ``align=batch_size`` the shards are made
+    of whole batches of the single-process run (sizes differ by at most one batch), so every rank
+    forms exactly the batches one process would: same padding, same kernels, the same numbers.
+    """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside world size {world_size}")
-    return range(n * rank // world_size, n * (rank + 1) // world_size)
+    if align < 1:
+        raise ValueError(f"align must be >= 1, got {align}")
+    blocks = -(-n // align)
+    return range(min(n, blocks * rank // world_size * align), min(n, blocks * (rank + 1) // world_size * align))
 
 
 def init_distributed() -> tuple[int, int]:
@@ -71,6 +79,9 @@ def predict_sharded(model: CDModel, pairs: Sequence[Pair], out_path: str | os.Pa
                     progress: bool = False) -> Path | None:
     """Predict ``pairs`` with ``model`` across the launched ranks and write one JSONL file.
 
+    Shards are whole batches of the single-process run (:func:`shard_range` with
+    ``align=model.batch_size``), so the merged file equals the one a single process writes.
+
     Records, one per pair in input order: ``{"id", "score", "level_probs"?}`` (``task="score"``;
     ``level_probs`` when the model exposes them), ``{"id", "description"}`` (``"describe"``) or both
     fields (``"both"``). ``ids`` default to the pair indices as strings and must be unique. Every rank
@@ -90,15 +101,19 @@ def predict_sharded(model: CDModel, pairs: Sequence[Pair], out_path: str | os.Pa
     parts.mkdir(parents=True, exist_ok=True)
     my_part = parts / f"rank{rank:05d}-of-{world:05d}.jsonl"
     done = {r["id"] for p in sorted(parts.glob("rank*.jsonl")) for r in read_jsonl(p)}
-    todo = [i for i in shard_range(n, rank, world) if ids[i] not in done]
-    step = chunk_size or max(1, 4 * int(getattr(model, "batch_size", 8) or 8))
+    batch = max(1, int(getattr(model, "batch_size", 1) or 1))
+    shard = shard_range(n, rank, world, align=batch)
+    step = max(1, (chunk_size or 4 * batch) // batch) * batch  # whole batches, so batches stay aligned
+    todo = [i for i in shard if ids[i] not in done]
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"rank {rank}/{world}", unit="pair", position=rank)
-    for k in range(0, len(todo), step):
-        idx = todo[k:k + step]
+    for k in range(shard.start, shard.stop, step):
+        idx = [i for i in range(k, min(k + step, shard.stop)) if ids[i] not in done]
+        if not idx:
+            continue
         chunk = [pairs[i] for i in idx]
         recs: list[dict[str, Any]] = [{"id": ids[i]} for i in idx]
         if task in ("score", "both"):
