@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cdbench.cli.train",
     "cdbench.cli.build",
     "cdbench.cli.leaderboard",
+    "cdbench.cli.finetune",
 )
 
 

@@ -78,9 +78,11 @@ def load_training_items(dataset_dir: str | os.PathLike, tasks: Sequence[str] = (
                         split: str = "train", max_items: int | None = None) -> tuple[list[TrainItem], dict]:
     """The mixed training items of ``split`` and the opened splits ``{task: datasets.Dataset}``.
 
-    Rows without a label (hidden score, empty reference) are skipped and counted in the returned
-    splits' ``skipped`` entry. An empty question / instruction takes the default of the model
-    settings (:mod:`cdbench.models.mllm.settings`).
+    A scores item is answered with the level the released annotation gives the pair
+    (``released_level``, the training file's label) and, where there is none, the level of the
+    score by the M-SPCD rule (``level``). Rows without a label (hidden score, empty reference) are
+    skipped and counted in the returned splits' ``skipped`` entry. An empty question / instruction
+    takes the default of the model settings (:mod:`cdbench.models.mllm.settings`).
     """
     from cdbench.models.mllm.settings import DESCRIBE_INSTRUCTION, SCORE_QUESTION
 
@@ -103,8 +105,9 @@ def load_training_items(dataset_dir: str | os.PathLike, tasks: Sequence[str] = (
                 if col not in table:
                     raise DataError(f"{dataset_dir}: config 'scores' split {split!r} has no column {col!r}")
             questions = table.get("question") or [""] * n
+            released = table.get("released_level") or [None] * n
             for i in range(n):
-                level = table["level"][i]
+                level = released[i] if released[i] is not None else table["level"][i]
                 if level is None:
                     skipped[task] += 1
                     continue

@@ -150,7 +150,10 @@ def prepare_for_training(model: Any, config: FinetuneConfig, family: str) -> tup
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ModelError(f"{type(model).__name__} does not support gradient checkpointing; "
                              "set gradient_checkpointing: false")
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if hasattr(model, "config"):
         model.config.use_cache = False
     targets: list[str] = []
