@@ -59,14 +59,15 @@ def _problems_exit(lines: list[str]) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from cdbench.leaderboard.validate import validate_submission
+    from cdbench.leaderboard.validate import claimed_split, validate_submission
 
     result = validate_submission(args.file)
-    if result.ok and args.dataset:
-        from cdbench.leaderboard.scoring import dataset_reference
+    claimed = claimed_split(result.document)
+    if args.dataset and claimed:
+        from cdbench.leaderboard.scoring import load_split_labels
 
-        ref = dataset_reference(args.dataset, result.submission).reference
-        result = validate_submission(result.submission, ref)
+        ref = load_split_labels(args.dataset, *claimed).reference
+        result = validate_submission(result.document, ref)
     if not result.ok:
         return _problems_exit(result.lines())
     sub = result.submission
@@ -78,17 +79,18 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from cdbench.leaderboard.board import add_entry, make_entry
-    from cdbench.leaderboard.scoring import dataset_reference, score_submission
-    from cdbench.leaderboard.validate import validate_submission
+    from cdbench.leaderboard.scoring import load_split_labels, score_submission
+    from cdbench.leaderboard.validate import claimed_split, validate_submission
 
     result = validate_submission(args.file)
-    if result.ok:
-        labels = dataset_reference(args.dataset, result.submission)
-        result = validate_submission(result.submission, labels.reference)
+    claimed = claimed_split(result.document)
+    if claimed:
+        labels = load_split_labels(args.dataset, *claimed)
+        result = validate_submission(result.document, labels.reference)
     if not result.ok:
         return _problems_exit(result.lines())
     sub = result.submission
-    scored = score_submission(sub, labels, n_boot=args.n_boot, seed=args.seed)
+    scored = score_submission(sub, args.dataset, labels, n_boot=args.n_boot, seed=args.seed)
     entry = make_entry(sub, scored.metrics, scored.scatter, scoring=scored.scoring)
     board = add_entry(args.board, entry, sub, replace=args.replace)
     mine = next(e for e in board["entries"] if e["model"]["name"] == sub["model"]["name"]

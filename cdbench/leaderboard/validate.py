@@ -55,6 +55,7 @@ class ValidationResult:
 
     problems: list[str] = field(default_factory=list)
     submission: dict | None = None
+    document: Any = None  # the parsed document, valid or not (None when it could not be parsed)
     more: int = 0  # problems found beyond the MAX_PROBLEMS listed
 
     @property
@@ -315,10 +316,14 @@ def check_document(doc: Any, problems: _Problems | None = None) -> list[str]:
 
 
 def check_against_reference(sub: dict, ref: ReferenceSplit, problems: _Problems | None = None) -> list[str]:
-    """Problems of a structurally valid submission against the split it claims to predict: the
-    dataset name/config/split/fingerprint, and the pair ids (duplicate, unknown, missing)."""
+    """Problems of a submission against the split it claims to predict: the dataset name/config/
+    split/fingerprint, and the pair ids (duplicate, unknown, missing). Parts with structure problems
+    (reported by :func:`check_document`) are skipped."""
     problems = problems or _Problems()
-    ds = sub["dataset"]
+    ds = sub.get("dataset") if isinstance(sub, dict) else None
+    preds = sub.get("predictions") if isinstance(sub, dict) else None
+    if not isinstance(ds, dict) or not isinstance(preds, list):
+        return problems.lines  # structure problems are reported by check_document
     for key, want in (("name", ref.name), ("config", ref.config), ("split", ref.split),
                       ("fingerprint", ref.fingerprint)):
         got = ds.get(key)
@@ -329,8 +334,10 @@ def check_against_reference(sub: dict, ref: ReferenceSplit, problems: _Problems 
     known = set(ref.pair_ids)
     first_index: dict[str, int] = {}
     n_unknown = 0
-    for i, p in enumerate(sub["predictions"]):
-        pid = p["pair_id"]
+    for i, p in enumerate(preds):
+        pid = p.get("pair_id") if isinstance(p, dict) else None
+        if not isinstance(pid, str):
+            continue  # reported by check_document
         if pid in first_index:
             problems.add(("predictions", i, "pair_id"), f"duplicate pair id {_short(pid)!r} "
                          f"(also predictions[{first_index[pid]}])")
@@ -359,18 +366,28 @@ def validate_submission(source: str | os.PathLike | bytes | dict, reference: Ref
     else:
         data = source if isinstance(source, bytes) else read_submission_bytes(source, max_bytes)
         doc, parse_problems = parse_submission(data, max_bytes)
-    result = ValidationResult()
+    result = ValidationResult(document=doc)
     if parse_problems:
         result.problems = parse_problems
         return result
     problems = _Problems()
     check_document(doc, problems)
-    if not problems.lines and reference is not None:
+    deep = any(line.endswith(f"nested deeper than {MAX_DEPTH} levels") for line in problems.lines)
+    if reference is not None and not deep and not problems.full:
         check_against_reference(doc, reference, problems)
     result.problems, result.more = problems.lines, problems.more
     if not problems.lines:
         result.submission = doc
     return result
+
+
+def claimed_split(doc: Any) -> tuple[str, str] | None:
+    """``(config, split)`` a parsed document claims, when both are usable, else ``None``."""
+    ds = doc.get("dataset") if isinstance(doc, dict) else None
+    config, split = (ds.get("config"), ds.get("split")) if isinstance(ds, dict) else (None, None)
+    if config in PREDICTION_FIELD and isinstance(split, str) and 0 < len(split) <= 100:
+        return config, split
+    return None
 
 
 def prediction_values(sub: dict) -> tuple[list[str], list]:
