@@ -14,6 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from cdbench.data.levels import level_index
@@ -61,16 +62,28 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def check_image_name(name: object, where: str) -> str:
     """A released image name: a relative file name inside the image root, SPCD-style."""
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str):
         raise DataError(f"{where}: image name must be a non-empty string, got {name!r}")
+    problem = _image_name_problem(name)
+    if problem:
+        raise DataError(f"{where}: {problem}")
+    return name.replace("\\", "/")
+
+
+@lru_cache(maxsize=1 << 16)
+def _image_name_problem(name: str) -> str | None:
+    """Why ``name`` is not an acceptable image name (None if it is); cached per name (SPCD reuses
+    every image in about four pairs)."""
+    if not name.strip():
+        return f"image name must be a non-empty string, got {name!r}"
     if "\x00" in name or PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() \
             or PureWindowsPath(name).drive:
-        raise DataError(f"{where}: image name {name!r} is absolute; names must be relative to the image folder")
+        return f"image name {name!r} is absolute; names must be relative to the image folder"
     if ".." in PurePosixPath(name.replace("\\", "/")).parts:
-        raise DataError(f"{where}: image name {name!r} leaves the image folder ('..')")
+        return f"image name {name!r} leaves the image folder ('..')"
     if not is_spcd_name(name):
-        raise DataError(f"{where}: image name {name!r} is not an SPCD name (I<scene>_<source>_<index>.png)")
-    return name.replace("\\", "/")
+        return f"image name {name!r} is not an SPCD name (I<scene>_<source>_<index>.png)"
+    return None
 
 
 def _check_score(value: object, where: str) -> float:
