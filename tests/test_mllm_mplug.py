@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 from cdbench import create_model  # noqa: E402
 from cdbench.data import LEVEL_WEIGHTS, LEVELS  # noqa: E402
 from cdbench.errors import ModelError  # noqa: E402
-from cdbench.models.mllm.mplug import MPLUGOwl2CDModel, expand_to_square  # noqa: E402
+from cdbench.models.mllm.mplug import MPLUGOwl2CDModel  # noqa: E402
 from cdbench.models.mllm.settings import DESCRIBE_INSTRUCTION, SCORE_ANSWER_PREFIX  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def test_level_value_is_the_softmax_of_the_level_logits(model, pairs):
     word_ids = [model.tokenizer(w, add_special_tokens=True).input_ids[1] for w in LEVELS]  # Q-Align's way
     assert word_ids == model.level_token_ids
     for k, (a, b) in enumerate(pairs[:2]):
-        pv = model.image_processor(images=[a, b], return_tensors="pt")["pixel_values"]
+        pv = model.image_processor([a, b])
         with torch.no_grad():
             logits = model.model(input_ids=ids, images=pv).logits[0, -1].double()
         p = torch.softmax(logits[word_ids], -1).numpy()
@@ -87,14 +87,15 @@ def test_describe_greedy_batched_equals_single(model, pairs):
     # and equals the model's own generate on one unpadded pair
     a, b = pairs[0]
     ids = torch.tensor([model._prompt_ids["describe"]])
-    pv = model.image_processor(images=[a, b], return_tensors="pt")["pixel_values"]
+    pv = model.image_processor([a, b])
     out = model.model.generate(ids, images=pv, max_new_tokens=4, do_sample=False)
     assert batched[0] == model.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
 def test_settings_recorded(model):
     s = model.info()["settings"]
-    assert s["family"] == "mplug_owl2" and s["conversation"] == "mplug_owl2" and s["image_aspect"] == "crop"
+    assert s["family"] == "mplug_owl2" and s["conversation"] == "mplug_owl2"
+    assert s["image_processor"]["size"] == 56 and s["image_processor"]["image_aspect_ratio"] is None
     assert s["level_words"] == list(LEVELS) and s["level_weights"] == list(LEVEL_WEIGHTS)
     assert s["describe_instruction"] == DESCRIBE_INSTRUCTION
     assert s["describe_prompt"].startswith("USER: Please provide") and s["describe_prompt"].endswith("ASSISTANT:")
@@ -102,17 +103,16 @@ def test_settings_recorded(model):
     assert s["max_new_tokens"] == 4 and s["do_sample"] is False and s["lora"] is False
 
 
-def test_image_aspect_pad(folder, pairs):
-    square = np.full((7, 3, 3), 9, np.uint8)
-    padded = expand_to_square(square, (1, 2, 3))
-    assert padded.shape == (7, 7, 3) and (padded[:, 2:5] == 9).all() and (padded[:, :2] == [1, 2, 3]).all()
-    crop = create_model(folder, image_aspect="crop")
-    pad = create_model(folder, image_aspect="pad")
+def test_image_aspect_ratio(folder, pairs):
+    crop = create_model(folder)  # config.json has no image_aspect_ratio: CD-Reasoning's centre crop
+    pad = create_model(folder, image_aspect_ratio="pad")  # Q-Align's square padding
+    assert crop.settings()["image_processor"]["image_aspect_ratio"] is None
+    assert pad.settings()["image_processor"]["image_aspect_ratio"] == "pad"
     sq = [(p[0][:50, :50], p[1][:50, :50]) for p in pairs[:2]]
     np.testing.assert_allclose(crop.score(sq), pad.score(sq), atol=1e-6)  # square: identical
     assert np.abs(crop.score(pairs[2:]) - pad.score(pairs[2:])).max() > 1e-4  # non-square: padded
-    with pytest.raises(ModelError, match="image_aspect"):
-        create_model(folder, image_aspect="stretch")
+    with pytest.raises(ModelError, match="image_aspect_ratio"):
+        create_model(folder, image_aspect_ratio="stretch")
 
 
 def test_split_level_word_fails_loudly(tmp_path):

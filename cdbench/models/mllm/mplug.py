@@ -8,16 +8,17 @@ The model is cdbench's native mPLUG-Owl2 (:mod:`cdbench.models.mplug_owl2`, load
   images is`` and the softmax over the level-word logits at the last position (Q-Align);
 - describe: ``USER: <M-SPCD instruction>\\n<|image|><|image|> ASSISTANT:`` and greedy decoding.
 
-Images are preprocessed as the released ``preprocessor_config.json`` says (CLIP: shortest edge to the
-model's size, bicubic, centre crop, CLIP mean/std; ``image_aspect="pad"`` pads to a square with the
-mean colour first, as Q-Align's scorer does), in worker threads while the model runs.
+Images are preprocessed by :class:`~cdbench.models.mplug_owl2.image_processing.MPLUGOwl2ImageProcessor`
+as the released ``preprocessor_config.json`` says (CLIP: shortest edge to the model's size, bicubic,
+centre crop, CLIP mean/std; ``image_aspect_ratio="pad"`` pads to a square with the mean colour first,
+as Q-Align's releases do), in worker threads while the model runs.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -31,49 +32,38 @@ from cdbench.models.mllm.settings import MLLMSettings, question_with_images
 IMAGE_PLACEHOLDER = "<|image|>"
 
 
-def expand_to_square(image: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
-    """Pad an (H, W, 3) uint8 image to a centred square with ``fill`` (LLaVA/Q-Align ``expand2square``)."""
-    h, w = image.shape[:2]
-    if h == w:
-        return image
-    side = max(h, w)
-    out = np.empty((side, side, 3), dtype=image.dtype)
-    out[...] = np.asarray(fill, dtype=image.dtype)
-    top, left = (side - h) // 2, (side - w) // 2
-    out[top:top + h, left:left + w] = image
-    return out
-
-
 class MPLUGOwl2CDModel(LLMCDModel):
     """An mPLUG-Owl2 / Q-Align / CD-Reasoning folder as a :class:`~cdbench.models.CDModel`.
 
     Options: the prompt/decoding fields of :class:`MLLMSettings`; ``conversation`` (template name,
-    ``"mplug_owl2"``); ``image_aspect`` (``"crop"``: CD-Reasoning's preprocessing, or ``"pad"``:
-    Q-Align's square padding); ``base`` (the base model folder of a LoRA release, when its
-    ``config.json`` does not point to one); ``device``, ``dtype`` (bfloat16 on CUDA, float32 on CPU),
-    ``batch_size`` (``"auto"``), ``workers``, ``attn_implementation`` (``"sdpa"``), ``name``.
+    ``"mplug_owl2"``); ``image_aspect_ratio`` (``"config"``: the folder's ``config.json`` value, which
+    Q-Align releases set to ``"pad"`` and CD-Reasoning leaves out; or ``"pad"``, ``"resize"``,
+    ``None``: shortest edge + centre crop); ``base`` (the base model folder of a LoRA release, when its
+    ``adapter_config.json`` does not name a local one); ``device``, ``dtype`` (bfloat16 on CUDA,
+    float32 on CPU), ``batch_size`` (``"auto"``), ``workers``, ``attn_implementation`` (``"sdpa"``),
+    ``name``.
     """
 
     def __init__(self, folder: str | os.PathLike, *, conversation: str = "mplug_owl2",
-                 image_aspect: Literal["crop", "pad"] = "crop", base: str | os.PathLike | None = None,
+                 image_aspect_ratio: str | None = "config", base: str | os.PathLike | None = None,
                  **options: Any):
         settings, rest = MLLMSettings.split_options(dict(options))
         super().__init__(folder, settings, **rest)
-        if image_aspect not in ("crop", "pad"):
-            raise ModelError(f"image_aspect must be 'crop' or 'pad', got {image_aspect!r}")
+        if image_aspect_ratio not in ("config", "pad", "resize", "none", None):
+            raise ModelError("image_aspect_ratio must be 'config', 'pad', 'resize' or None, "
+                             f"got {image_aspect_ratio!r}")
         import cdbench.models.mplug_owl2  # noqa: F401  (registers model_type mplug_owl2 with the Auto classes)
         from cdbench.models.mplug_owl2.conversation import build_prompt, conv_templates, tokenizer_image_token
 
         if conversation not in conv_templates:
             raise ModelError(f"unknown conversation template {conversation!r}; known: {', '.join(conv_templates)}")
         self.conversation = conversation
-        self.image_aspect = image_aspect
         self.lora = is_lora_release_folder(self.folder)
         self.base = Path(base) if base is not None else None
         self.model = self._load_model()
         self.model.to(self.device).eval()
         self.tokenizer = self._load_tokenizer()
-        self.image_processor = self._load_image_processor()
+        self.image_processor = self._load_image_processor(None if image_aspect_ratio == "none" else image_aspect_ratio)
         s = self.prompt_settings
         self.score_prompt = build_prompt(question_with_images(s.score_question, IMAGE_PLACEHOLDER, s.image_position),
                                          s.score_answer_prefix, template=conversation)
@@ -84,8 +74,6 @@ class MPLUGOwl2CDModel(LLMCDModel):
         self._level_ids = level_token_ids(self.tokenizer, s.level_words, s.score_answer_prefix, s.level_token)
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else 0)
-        mean = getattr(self.image_processor, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
-        self._fill = tuple(int(round(255 * m)) for m in mean)
 
     # --- loading ----------------------------------------------------------------------------------
     def _load_model(self):
@@ -94,9 +82,10 @@ class MPLUGOwl2CDModel(LLMCDModel):
         kw = {"dtype": self.dtype, "attn_implementation": self.attn_implementation, "local_files_only": True}
         try:
             if self.lora:
-                from cdbench.models.mplug_owl2.lora import load_lora_release
+                from cdbench.models.mplug_owl2.lora import load_lora_model
 
-                return load_lora_release(self.folder, base=self.base, **kw)
+                kw.pop("local_files_only")
+                return load_lora_model(self.folder, self.base, **kw)
             return AutoModelForCausalLM.from_pretrained(self.folder, **kw)
         except (OSError, ValueError, KeyError) as e:
             if isinstance(e, ModelError):
@@ -116,16 +105,19 @@ class MPLUGOwl2CDModel(LLMCDModel):
 
         return AutoTokenizer.from_pretrained(self._tokenizer_folder(), local_files_only=True)
 
-    def _load_image_processor(self):
-        from transformers import CLIPImageProcessor
+    def _load_image_processor(self, image_aspect_ratio: str | None):
+        from cdbench.models.mplug_owl2.image_processing import MPLUGOwl2ImageProcessor
 
-        for cand in (self.folder, self.base):
-            if cand is not None and (Path(cand) / "preprocessor_config.json").is_file():
-                return CLIPImageProcessor.from_pretrained(cand, local_files_only=True)
-        size = self.model.config.visual_config["visual_model"]["image_size"]
-        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-                                  resample=3, image_mean=[0.48145466, 0.4578275, 0.40821073],
-                                  image_std=[0.26862954, 0.26130258, 0.27577711])
+        candidates = [c for c in (self.folder, self.base) if c is not None]
+        for cand in candidates:
+            if (Path(cand) / "preprocessor_config.json").is_file():
+                if image_aspect_ratio == "config" and cand != self.folder:  # the LoRA folder's config decides
+                    proc = MPLUGOwl2ImageProcessor.from_pretrained(cand, image_aspect_ratio=None, workers=2)
+                    proc.image_aspect_ratio = getattr(self.model.config, "image_aspect_ratio", None)
+                    return proc
+                return MPLUGOwl2ImageProcessor.from_pretrained(cand, image_aspect_ratio=image_aspect_ratio, workers=2)
+        where = " (nor in the base folder)" if self.lora else ""
+        raise ModelError(f"{self.folder}: no preprocessor_config.json{where}")
 
     # --- the LLMCDModel hooks -----------------------------------------------------------------------
     @property
@@ -133,10 +125,7 @@ class MPLUGOwl2CDModel(LLMCDModel):
         return self._level_ids
 
     def _prepare(self, images: list[tuple[np.ndarray, np.ndarray]], task: str):
-        flat = [im for pair in images for im in pair]
-        if self.image_aspect == "pad":
-            flat = [expand_to_square(im, self._fill) for im in flat]
-        pixel_values = self.image_processor(images=flat, return_tensors="pt")["pixel_values"]
+        pixel_values = self.image_processor([im for pair in images for im in pair], return_tensors="pt")
         input_ids, attention_mask = left_pad([self._prompt_ids[task]] * len(images), self.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "images": pixel_values}
 
@@ -168,5 +157,5 @@ class MPLUGOwl2CDModel(LLMCDModel):
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "family": "mplug_owl2", "conversation": self.conversation,
-                "image_aspect": self.image_aspect, "lora": self.lora, "score_prompt": self.score_prompt,
-                "describe_prompt": self.describe_prompt}
+                "image_processor": self.image_processor.settings(), "lora": self.lora,
+                "score_prompt": self.score_prompt, "describe_prompt": self.describe_prompt}
