@@ -20,6 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cdbench.cli.convert",
     "cdbench.cli.train",
     "cdbench.cli.build",
+    "cdbench.cli.evaluate",
+    "cdbench.cli.score",
+    "cdbench.cli.demo",
     "cdbench.cli.leaderboard",
     "cdbench.cli.finetune",
 )

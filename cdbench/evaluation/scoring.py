@@ -27,12 +27,15 @@ from cdbench.versions import environment_versions
 
 def dataset_block(dataset_dir: str | os.PathLike, config: str, split: str) -> dict:
     """The ``dataset`` block of results and submissions: name, config, split, fingerprint, path."""
-    from cdbench.data.dataset import dataset_info
+    from cdbench.data.dataset import dataset_info, read_build_record
 
     info = dataset_info(dataset_dir)
-    return {"name": info.get("name") or Path(dataset_dir).name, "config": config, "split": split,
-            "fingerprint": info.get("label_fingerprint"), "path": str(Path(dataset_dir).resolve()),
-            "labels_only": info.get("labels_only", False)}
+    out = {"name": info.get("name") or Path(dataset_dir).name, "config": config, "split": split,
+           "fingerprint": info.get("label_fingerprint"), "path": str(Path(dataset_dir).resolve()),
+           "labels_only": info.get("labels_only", False)}
+    if read_build_record(dataset_dir).get("synthetic"):
+        out["synthetic"] = True
+    return out
 
 
 def split_labels(dataset_dir: str | os.PathLike, config: str, split: str) -> dict[str, Any]:
