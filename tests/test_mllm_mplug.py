@@ -135,3 +135,44 @@ def test_sampling_options(folder, pairs):
     assert m.settings()["temperature"] == 0.7
     with pytest.raises(ModelError, match="temperature"):
         create_model(folder, do_sample=True, temperature=0)
+
+
+def test_lora_release_folder(folder, model, pairs, tmp_path):
+    """A CD-Reasoning LoRA release (adapter + non_lora_trainables.bin) scores as the merged model."""
+    import json
+
+    from cdbench.models.mplug_owl2.lora import load_lora_model
+
+    base = model.model
+    n, r = base.config.num_hidden_layers, 2
+    targets = [f"model.layers.{i}.self_attn.q_proj" for i in range(n)]
+    targets += [f"model.layers.{i}.self_attn.v_proj.multiway.1" for i in range(n)]
+    lora = tmp_path / "cd-reasoning-lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text(json.dumps({
+        "base_model_name_or_path": "not/a/local/folder", "bias": "none", "fan_in_fan_out": False,
+        "inference_mode": True, "lora_alpha": 4, "lora_dropout": 0.05, "peft_type": "LORA", "r": r,
+        "target_modules": targets, "task_type": "CAUSAL_LM"}))
+    g = torch.Generator().manual_seed(4)
+    adapter = {}
+    for t in targets:
+        mod = base.get_submodule(t)
+        adapter[f"base_model.model.{t}.lora_A.weight"] = torch.randn(r, mod.in_features, generator=g)
+        adapter[f"base_model.model.{t}.lora_B.weight"] = torch.randn(mod.out_features, r, generator=g) * 0.3
+    torch.save(adapter, lora / "adapter_model.bin")
+    torch.save({f"base_model.model.model.visual_abstractor.{k}": v.detach() * 1.1
+                for k, v in base.model.visual_abstractor.named_parameters()}, lora / "non_lora_trainables.bin")
+    base.config.save_pretrained(lora)
+
+    with pytest.raises(ModelError, match="not a local folder"):
+        create_model(lora)
+    m = create_model(lora, base=folder)
+    assert isinstance(m, MPLUGOwl2CDModel) and m.settings()["lora"] is True
+    merged = load_lora_model(lora, folder).eval()
+    a, b = pairs[0]
+    ids = torch.tensor([m._prompt_ids["score"]])
+    with torch.no_grad():
+        logits = merged(input_ids=ids, images=m.image_processor([a, b])).logits[0, -1].double()
+    p = torch.softmax(logits[m.level_token_ids], -1).numpy()
+    np.testing.assert_allclose(m.level_probabilities([(a, b)])[0], p, atol=1e-5)
+    assert abs(m.score([(a, b)])[0] - model.score([(a, b)])[0]) > 1e-4  # the adapter matters
