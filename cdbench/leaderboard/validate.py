@@ -80,15 +80,14 @@ class ValidationResult:
 class _BadNumber:
     """Marker for a number that is not finite or too long, kept so its JSON path can be reported."""
 
-    __slots__ = ("text",)
+    __slots__ = ("text", "why")
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, why: str | None = None):
         self.text = text
+        self.why = why
 
     def reason(self) -> str:
-        if len(self.text) > MAX_INT_DIGITS and self.text.lstrip("-").isdigit():
-            return f"integer with more than {MAX_INT_DIGITS} digits"
-        return f"not a finite number ({_short(self.text)})"
+        return self.why or f"not a finite number ({_short(self.text)})"
 
 
 class _DuplicateKeys(dict):
@@ -118,7 +117,7 @@ def _parse_float(text: str) -> float | _BadNumber:
 
 def _parse_int(text: str) -> int | _BadNumber:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        return _BadNumber(text[:40] + "...")
+        return _BadNumber(text[:40] + "...", f"integer with more than {MAX_INT_DIGITS} digits")
     return int(text)
 
 
