@@ -87,7 +87,7 @@ def save_cdnet(net: CDNet, folder: str | os.PathLike, source: dict[str, Any] | N
 
     folder = Path(folder)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
-    data = save(state, metadata={"format": "pt", "model_type": MODEL_TYPE})
+    data = save(state, metadata={"format": "pt"})  # one key: the same weights give the same bytes
     atomic_write_bytes(folder / WEIGHTS_NAME, data)
     from cdbench import __version__
 

@@ -427,19 +427,20 @@ def train_cdnet(train: TrainData, val: TrainData | None, out_dir: str | os.PathL
 
 
 # -- datasets built by `cdbench build` ---------------------------------------------------------------
-def _split_by_scene(data: TrainData, names: Sequence[str], fraction: float, seed: int
+def _split_by_scene(data: TrainData, pair_scenes: Sequence[str], fraction: float, seed: int
                     ) -> tuple[TrainData, TrainData]:
-    """Hold out ``fraction`` of the scenes (at least one), chosen by a seeded SHA-256 order."""
-    scenes = sorted({scene_of(n) for n in names})
+    """Hold out ``fraction`` of the scenes (at least one), chosen by a seeded SHA-256 order, so no
+    scene is in both sets; with a single scene, ``fraction`` of its pairs."""
+    scenes = sorted(set(pair_scenes))
     if len(scenes) >= 2:
         ranked = sorted(scenes, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
         k = min(len(scenes) - 1, max(1, round(fraction * len(scenes))))
         held = set(ranked[:k])
-        val_idx = [i for i, n in enumerate(names) if scene_of(n) in held]
-    else:  # one scene: hold out pairs
-        perm = torch.randperm(len(names), generator=_generator(seed, -2)).tolist()
-        val_idx = sorted(perm[:max(1, round(fraction * len(names)))])
-    keep = sorted(set(range(len(names))) - set(val_idx))
+        val_idx = [i for i, s in enumerate(pair_scenes) if s in held]
+    else:
+        perm = torch.randperm(len(pair_scenes), generator=_generator(seed, -2)).tolist()
+        val_idx = sorted(perm[:max(1, round(fraction * len(pair_scenes)))])
+    keep = sorted(set(range(len(pair_scenes))) - set(val_idx))
     if not keep:
         raise DataError("too few training pairs to hold out a validation set (use --val-fraction 0)")
     return data.subset(keep), data.subset(val_idx)
@@ -456,8 +457,8 @@ def _split_data(dataset_dir: Path, split: str) -> tuple[TrainData, list[str]]:
     if keep.size == 0:
         raise DataError(f"{dataset_dir}: split {split!r} has no scored pairs (hidden labels?)")
     pairs = image_pairs(dataset_dir, ds)
-    names = list(ds["image1_file"])
-    return TrainData([pairs[i] for i in keep], scores[keep]), [names[i] for i in keep]
+    scenes = list(ds["scene"]) if "scene" in ds.column_names else [scene_of(n) for n in ds["image1_file"]]
+    return TrainData([pairs[i] for i in keep], scores[keep]), [scenes[i] for i in keep]
 
 
 def train_from_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainConfig | None = None,
@@ -472,21 +473,21 @@ def train_from_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLik
     from cdbench.data.dataset import read_build_record
 
     cfg = cfg or TrainConfig()
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = Path(dataset_dir)
     record = read_build_record(root)
     splits = record["configs"].get("scores", {}).get("splits", {})
     if val_split is None and "validation" in splits:
         val_split = "validation"
-    train, names = _split_data(root, split)
+    train, scenes = _split_data(root, split)
     source = {"dataset": str(root), "dataset_name": record.get("name"), "split": split,
               "label_fingerprint": record.get("label_fingerprint")}
     if val_split is not None:
         val, _ = _split_data(root, val_split)
         source["validation"] = val_split
     elif val_fraction > 0:
-        if not 0 < val_fraction < 1:
-            raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        train, val = _split_by_scene(train, names, val_fraction, cfg.seed)
+        train, val = _split_by_scene(train, scenes, val_fraction, cfg.seed)
         source["validation"] = f"{val_fraction:g} of the {split} scenes held out"
     else:
         val = None
