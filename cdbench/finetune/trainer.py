@@ -182,6 +182,7 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     k = config.gradient_accumulation_steps
     if accelerator is None:
         accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(),  # also makes torchrun / accelerate launch use gloo on CPU
             mixed_precision=_PRECISION[config.precision],
             gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=k, sync_with_dataloader=False),
             step_scheduler_with_optimizer=False)
