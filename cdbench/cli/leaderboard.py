@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--title", default="cdbench leaderboard")
     r.set_defaults(func=_render)
 
+    b = cmds.add_parser("rebuild", help="re-validate and re-score every stored submission, rewrite board.json")
+    b.add_argument("--board", default="leaderboard", help="board folder (default: ./leaderboard)")
+    b.add_argument("--dataset", required=True, help="built dataset folder holding the labels")
+    b.set_defaults(func=_rebuild)
+
     i = cmds.add_parser("import-csv", help="SPCD competition id,score CSV -> submission JSON")
     i.add_argument("csv", help="competition submission (id,score)")
     i.add_argument("--pairs", required=True, help="the competition's test_data.csv the ids are rows of")
@@ -115,6 +120,14 @@ def _render(args: argparse.Namespace) -> int:
     paths = render_site(board, args.out, title=args.title)
     print(render_markdown(board))
     print(f"page: {paths['html']}\nmarkdown: {paths['markdown']}")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from cdbench.leaderboard.scoring import rebuild_board
+
+    board = rebuild_board(args.board, args.dataset, write=True)
+    print(f"{args.board}/board.json: {len(board['entries'])} entries rebuilt from their submissions")
     return 0
 
 

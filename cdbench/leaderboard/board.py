@@ -162,7 +162,8 @@ def significance(entry: Mapping[str, Any], leader: Mapping[str, Any], alpha: flo
     if entry is leader or entry_key(entry) == entry_key(leader):
         return {**out, "stress": "leader", "srcc_ci": "leader"}
     sa, sb = find_metric(entry["metrics"], "stress"), find_metric(leader["metrics"], "stress")
-    n = min(entry.get("n") or 0, leader.get("n") or 0)
+    n = int(min(find_metric(entry["metrics"], "n") or entry.get("n") or 0,
+                find_metric(leader["metrics"], "n") or leader.get("n") or 0))  # pairs the STRESS values used
     if sa is not None and sb is not None and sb > 0 and n >= 2:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MetricWarning)

@@ -65,3 +65,37 @@ def score_submission(sub: dict, dataset_dir: str | os.PathLike, split_labels: Sp
                                  [labels["score"][i] for i in rows], [aligned[i] for i in rows])
     scoring = {k: result[k] for k in ("settings", "coverage", "versions") if k in result}
     return ScoredSubmission(metrics=result["subsets"], scatter=scatter, scoring=scoring)
+
+
+def rebuild_board(board_dir: str | os.PathLike, dataset_dir: str | os.PathLike, write: bool = False) -> dict:
+    """The board rebuilt from scratch: every stored submission re-validated and re-scored (with
+    the bootstrap settings its entry was scored with), then ranked. With ``write`` the result
+    replaces ``board.json`` atomically. Entries whose submission file is missing are an error."""
+    from pathlib import Path
+
+    from cdbench.errors import DataError
+    from cdbench.io import atomic_write_json
+    from cdbench.leaderboard.board import BOARD_FILE, _inside, build_board, load_board, make_entry
+    from cdbench.leaderboard.validate import validate_submission
+
+    board_dir = Path(board_dir)
+    entries = []
+    for old in load_board(board_dir)["entries"]:
+        rel = (old.get("submission") or {}).get("file")
+        if not rel or not _inside(board_dir, rel) or not (board_dir / rel).is_file():
+            raise DataError(f"{board_dir}: the submission of {old['model']['name']!r} is missing ({rel})")
+        result = validate_submission(board_dir / rel)
+        result.raise_for_problems(str(board_dir / rel))
+        sub = result.submission
+        labels = dataset_reference(dataset_dir, sub)
+        validate_submission(sub, labels.reference).raise_for_problems(str(board_dir / rel))
+        settings = (old.get("scoring") or {}).get("settings") or {}
+        scored = score_submission(sub, dataset_dir, labels, n_boot=int(settings.get("n_boot", 1000)),
+                                  seed=int(settings.get("seed", 0)))
+        entry = make_entry(sub, scored.metrics, scored.scatter, scoring=scored.scoring)
+        entry["submission"] = old["submission"]
+        entries.append(entry)
+    board = build_board(entries)
+    if write:
+        atomic_write_json(board_dir / BOARD_FILE, board)
+    return board
