@@ -53,17 +53,40 @@ class MPLUGOwl2CDModel(LLMCDModel):
             raise ModelError("image_aspect_ratio must be 'config', 'pad', 'resize' or None, "
                              f"got {image_aspect_ratio!r}")
         import cdbench.models.mplug_owl2  # noqa: F401  (registers model_type mplug_owl2 with the Auto classes)
+
+        self.lora = is_lora_release_folder(self.folder)
+        self.base = Path(base) if base is not None else None
+        model = self._load_model()
+        self._setup(model, self._load_tokenizer(),
+                    self._load_image_processor(None if image_aspect_ratio == "none" else image_aspect_ratio),
+                    conversation)
+
+    @classmethod
+    def from_components(cls, model, tokenizer, image_processor, *, name: str = "mplug-owl2",
+                        conversation: str = "mplug_owl2", **options: Any) -> MPLUGOwl2CDModel:
+        """Wrap an already built ``MPLUGOwl2LlamaForCausalLM`` (e.g. random weights made on the GPU for a
+        benchmark, or a model being fine-tuned), its tokenizer and image processor; the model is used as
+        it is (device and dtype from its parameters unless given)."""
+        settings, rest = MLLMSettings.split_options(dict(options))
+        param = next(model.parameters())
+        rest.setdefault("device", str(param.device))
+        rest.setdefault("dtype", param.dtype)
+        rest.setdefault("attn_implementation", getattr(model.config, "_attn_implementation", None) or "sdpa")
+        self = cls.__new__(cls)
+        LLMCDModel.__init__(self, name, settings, name=name, **rest)
+        self.lora, self.base = False, None
+        self._setup(model, tokenizer, image_processor, conversation)
+        return self
+
+    def _setup(self, model, tokenizer, image_processor, conversation: str) -> None:
         from cdbench.models.mplug_owl2.conversation import build_prompt, conv_templates, tokenizer_image_token
 
         if conversation not in conv_templates:
             raise ModelError(f"unknown conversation template {conversation!r}; known: {', '.join(conv_templates)}")
         self.conversation = conversation
-        self.lora = is_lora_release_folder(self.folder)
-        self.base = Path(base) if base is not None else None
-        self.model = self._load_model()
-        self.model.to(self.device).eval()
-        self.tokenizer = self._load_tokenizer()
-        self.image_processor = self._load_image_processor(None if image_aspect_ratio == "none" else image_aspect_ratio)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
         s = self.prompt_settings
         self.score_prompt = build_prompt(question_with_images(s.score_question, IMAGE_PLACEHOLDER, s.image_position),
                                          s.score_answer_prefix, template=conversation)
