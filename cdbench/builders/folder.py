@@ -9,6 +9,7 @@ and no absolute paths in any file.
 from __future__ import annotations
 
 import os
+import shutil
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,27 @@ PARQUET_SETTINGS: dict[str, Any] = {
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+try:  # ISA-L's CRC-32 (same polynomial as zlib's) is about 5x faster: the check then costs ~20% of a copy
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # pragma: no cover - depends on the install
+    _crc32 = zlib.crc32
+
+
+def _check_png(mv: memoryview, n: int, path: Path | str) -> None:
+    pos = 8
+    while pos + 12 <= n:
+        length = int.from_bytes(mv[pos:pos + 4], "big")
+        end = pos + 12 + length
+        if end > n:
+            raise DataError(f"{path}: corrupt PNG (truncated inside a chunk at byte {pos})")
+        if _crc32(mv[pos + 4:end - 4]) != int.from_bytes(mv[end - 4:end], "big"):
+            raise DataError(f"{path}: corrupt PNG (CRC mismatch in chunk {bytes(mv[pos + 4:pos + 8])!r} "
+                            f"at byte {pos})")
+        if mv[pos + 4:pos + 8] == b"IEND":
+            return
+        pos = end
+    raise DataError(f"{path}: corrupt PNG (truncated: no IEND chunk)")
+
 
 def check_image_bytes(data: bytes, path: Path | str) -> None:
     """Reject a corrupt image without decoding its pixels.
@@ -49,21 +71,10 @@ def check_image_bytes(data: bytes, path: Path | str) -> None:
     (PNG spec, ISO/IEC 15948 section 5.3), which catches truncated and damaged files at memory
     speed. Other formats: Pillow's ``verify()``. The error names the file.
     """
-    mv = memoryview(data)
     if data[:8] == _PNG_SIGNATURE:
-        pos, n = 8, len(data)
-        while pos + 12 <= n:
-            length = int.from_bytes(mv[pos:pos + 4], "big")
-            end = pos + 12 + length
-            if end > n:
-                raise DataError(f"{path}: corrupt PNG (truncated inside a chunk at byte {pos})")
-            if zlib.crc32(mv[pos + 4:end - 4]) != int.from_bytes(mv[end - 4:end], "big"):
-                raise DataError(f"{path}: corrupt PNG (CRC mismatch in chunk {bytes(mv[pos + 4:pos + 8])!r} "
-                                f"at byte {pos})")
-            if mv[pos + 4:pos + 8] == b"IEND":
-                return
-            pos = end
-        raise DataError(f"{path}: corrupt PNG (truncated: no IEND chunk)")
+        with memoryview(data) as mv:  # released on exit, also on error (data may be a memory map)
+            _check_png(mv, len(data), path)
+        return
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -82,13 +93,23 @@ def find_missing(image_root: Path, names: Iterable[str]) -> list[str]:
 
 
 def _copy_one(src: Path, dst: Path) -> int:
-    with open(src, "rb") as f:
-        data = f.read()
-    check_image_bytes(data, src)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(dst, "wb") as f:
-        f.write(data)
-    return len(data)
+    """Check ``src`` in place (read-only memory map, no copy into Python) and copy it in the
+    kernel (``shutil.copyfile``: sendfile / copy_file_range); returns its size."""
+    import mmap
+
+    try:
+        with open(src, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise DataError(f"{src}: corrupt image (empty file)")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                check_image_bytes(m, src)
+    except OSError as e:
+        raise DataError(f"{src}: cannot read image ({e.strerror or e})") from None
+    if dst.parent.name != IMAGES_DIR:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return size
 
 
 def copy_images(names: list[str], src_root: Path, dst_root: Path, workers: int | None = None,
