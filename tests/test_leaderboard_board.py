@@ -266,10 +266,10 @@ def test_submit_render_rebuild_end_to_end(synthetic_dataset, tmp_path, capsys):
     subs = [_submission_for(ds, f"noise-{k}", noise, k) for k, noise in enumerate((3.0, 0.2, 1.0))]
     for k, sub in enumerate(subs):
         assert main(["leaderboard", "submit", _write(tmp_path / f"s{k}.json", sub), "--dataset", str(ds),
-                     "--board", str(board_dir), "--n-boot", "20"]) == 0
+                     "--board", str(board_dir), "--n-boot", "3"]) == 0
     board = load_board(board_dir)
     assert [e["model"]["name"] for e in board["entries"]] == ["noise-1", "noise-2", "noise-0"]
-    direct = score_predictions(subs[1], ds, "scores", "test", n_boot=20, seed=0)["subsets"]
+    direct = score_predictions(subs[1], ds, "scores", "test", n_boot=3, seed=0)["subsets"]
     top = board["entries"][0]
     assert top["metrics"]["all"]["srcc"] == pytest.approx(direct["all"]["srcc"], abs=0)  # recomputed, not 1.0
     assert top["metrics"]["all"]["srcc"] < 1.0
@@ -277,11 +277,11 @@ def test_submit_render_rebuild_end_to_end(synthetic_dataset, tmp_path, capsys):
     assert len(top["scatter"]["prediction"]) == len(subs[1]["predictions"])
     # a resubmission without --replace is refused, with it the entry is replaced
     assert main(["leaderboard", "submit", str(tmp_path / "s0.json"), "--dataset", str(ds), "--board",
-                 str(board_dir), "--n-boot", "20"]) == 2
+                 str(board_dir), "--n-boot", "3"]) == 2
     assert "use --replace" in capsys.readouterr().err
     better = _submission_for(ds, "noise-0", 0.05, 9)
     assert main(["leaderboard", "submit", _write(tmp_path / "s0b.json", better), "--dataset", str(ds),
-                 "--board", str(board_dir), "--n-boot", "20", "--replace"]) == 0
+                 "--board", str(board_dir), "--n-boot", "3", "--replace"]) == 0
     board = load_board(board_dir)
     assert [e["model"]["name"] for e in board["entries"]] == ["noise-0", "noise-1", "noise-2"]
     # the board after these submits equals the board rebuilt from scratch from the stored submissions

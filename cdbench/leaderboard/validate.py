@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,9 @@ from cdbench.leaderboard.schema import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
     MAX_INT_DIGITS,
+    MAX_PREDICTIONS,
     MAX_PROBLEMS,
+    MAX_TEXT_CHARS,
     PREDICTION_FIELD,
     submission_validator,
 )
@@ -298,20 +302,77 @@ def _schema_message(error) -> tuple[list, str] | None:
     return path, _short(error.message, 160)
 
 
-def check_document(doc: Any, problems: _Problems | None = None) -> list[str]:
-    """Structure problems of a parsed submission: bad numbers, repeated keys, depth, the schema."""
-    problems = problems or _Problems()
-    if not _walk(doc, problems):
-        return problems.lines
-    for error in submission_validator().iter_errors(doc):
+def _report(errors: Iterable, problems: _Problems, prefix: tuple = ()) -> bool:
+    """Add jsonschema errors as problem lines; ``False`` once the list is full."""
+    for error in errors:
         found = _schema_message(error)
         if found is None:
             continue
-        problems.add(*found)
+        problems.add([*prefix, *found[0]], found[1])
         if problems.full:
             problems.more += 1  # at least one more: stop early on a hopeless file
+            return False
+    return True
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_NON_SPACE = re.compile(r"\S")
+
+
+def _item_looks_valid(item: Any, key: str) -> bool:
+    """A fast pre-check of one prediction against the schema's item definition. It may be stricter
+    than the schema, never looser: an item it flags is validated by jsonschema, which has the last
+    word (and writes the message), so the schema stays the one definition of a valid item."""
+    if type(item) is not dict or len(item) != 2 or "pair_id" not in item or key not in item:
+        return False
+    pid, value = item["pair_id"], item[key]
+    if type(pid) is not str or not 0 < len(pid) <= 300 or _CONTROL.search(pid):
+        return False
+    if key == "score":
+        return type(value) in (int, float)
+    return type(value) is str and 0 < len(value) <= MAX_TEXT_CHARS and _NON_SPACE.search(value) is not None
+
+
+def check_document(doc: Any, problems: _Problems | None = None) -> list[str]:
+    """Structure problems of a parsed submission: bad numbers, repeated keys, depth, the schema.
+
+    The schema validates the envelope and the first prediction; the other predictions (up to a
+    million) go through a fast pre-check, and only those it flags are validated by jsonschema against
+    the schema's own item definition, so the messages and the verdict are the schema's.
+    """
+    problems = problems or _Problems()
+    if not _walk(doc, problems):
+        return problems.lines
+    preds = doc.get("predictions") if isinstance(doc, dict) else None
+    if not isinstance(preds, list) or len(preds) <= 1:
+        _report(submission_validator().iter_errors(doc), problems)
+        return problems.lines
+    envelope = dict(doc, predictions=preds[:1])  # a shallow copy: the document is not modified
+    if not _report(submission_validator().iter_errors(envelope), problems):
+        return problems.lines
+    if len(preds) > MAX_PREDICTIONS:
+        problems.add("predictions", f"more than {MAX_PREDICTIONS:,} items ({len(preds):,})")
+    ds = doc.get("dataset")
+    config = ds.get("config") if isinstance(ds, dict) else None
+    key = PREDICTION_FIELD.get(config) if isinstance(config, str) else None
+    if key is None:  # no item rule applies beyond "an object" (the schema's if/then)
+        item_validator = submission_validator().evolve(schema={"type": "object"})
+        flagged = (i for i in range(1, len(preds)) if type(preds[i]) is not dict)
+    else:
+        item_validator = _item_validator(key)
+        flagged = (i for i in range(1, len(preds)) if not _item_looks_valid(preds[i], key))
+    for i in flagged:
+        if not _report(item_validator.iter_errors(preds[i]), problems, ("predictions", i)):
             break
     return problems.lines
+
+
+@lru_cache(maxsize=2)
+def _item_validator(key: str):
+    """jsonschema validator of one prediction (the schema's ``$defs`` item definition)."""
+    schema = submission_validator().schema
+    name = "score_prediction" if key == "score" else "text_prediction"
+    return submission_validator().evolve(schema={"$defs": schema["$defs"], "$ref": f"#/$defs/{name}"})
 
 
 def check_against_reference(sub: dict, ref: ReferenceSplit, problems: _Problems | None = None) -> list[str]:
