@@ -134,8 +134,9 @@ class BatchRunner:
 
     def _split(self, chunk: Sequence[T], prepare, compute) -> list[R]:
         out: list[R] = []
-        for k in range(0, len(chunk), self.batch_size):
-            sub = chunk[k:k + self.batch_size]
+        step = self.batch_size  # fixed here: a sub-batch that still fails shrinks it for the next ones
+        for k in range(0, len(chunk), step):
+            sub = chunk[k:k + step]
             out.extend(self._compute(sub, prepare(sub), prepare, compute))
         return out
 

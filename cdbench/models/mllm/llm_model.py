@@ -28,13 +28,15 @@ _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16"
 
 
 def resolve_device(device: str | None) -> str:
-    """``device`` as given, else ``cuda:<LOCAL_RANK>`` under torchrun / ``cuda`` when available, else ``cpu``."""
+    """The torch device to run on: ``device`` as given (a bare ``"cuda"`` under ``torchrun`` /
+    ``accelerate launch`` means this rank's GPU, ``cuda:<LOCAL_RANK>``), else that GPU or ``cuda`` when
+    one is available, else ``cpu``."""
     import torch
 
-    if device:
+    local = os.environ.get("LOCAL_RANK")
+    if device and str(device) != "cuda":
         return str(device)
-    if torch.cuda.is_available():
-        local = os.environ.get("LOCAL_RANK")
+    if device == "cuda" or torch.cuda.is_available():
         return f"cuda:{int(local)}" if local is not None else "cuda"
     return "cpu"
 
