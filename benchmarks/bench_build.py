@@ -80,7 +80,7 @@ def make_layout(root: Path, n_images: int, n_pairs: int, size: int, seed: int = 
     yy, xx = np.mgrid[0:size, 0:size] / size
     for k in range(4):
         img = np.stack([np.sin(3 * xx + k) + np.cos(2 * yy), np.cos(4 * yy - k), np.sin(5 * (xx + yy))], -1)
-        img = (img - img.min()) / (img.max() - img.min()) * 200 + rng.normal(0, 9, img.shape)
+        img = (img - img.min()) / (img.max() - img.min()) * 200 + rng.normal(0, 1.5, img.shape)
         import io
 
         buf = io.BytesIO()
