@@ -1,0 +1,172 @@
+"""The classic colour-difference formulas as models: ``create_model("ciede2000").score(pairs)``.
+
+Registered names (kind ``"formula"``, scale ``"difference"``, larger = more different):
+``ciede2000``, ``cie76``, ``cie94``, ``cmc``, ``cam16ucs``, ``itp``, ``s-cielab``, ``s-ciede2000``.
+A pair's score is the pooled per-pixel difference map (``pooling="mean"`` by default; ``"median"``,
+``"p95"`` or any ``"pNN"``). ``difference_map(pair)`` returns the map itself.
+
+``score(pairs)`` decodes each unique image once per call (:func:`cdbench.data.images.iter_pairs`:
+parallel decoding threads, each image released after its last pair) and computes each pair with
+the fused kernel of :mod:`cdbench.colour.fused` where it applies (uint8 images, CIELAB formulas),
+chunk by chunk. Memory: the decoded images still needed (SPCD: a scene's images, 3 MB each for
+1024x1024) + the decode-ahead window (``2 * workers + 2`` images) + one pair's float32 map (4 bytes
+per pixel) + a chunk's working set (about 100 bytes x ``chunk_pixels``, 13 MB at the default).
+
+Images of different sizes: ``resize="error"`` (default) raises a :class:`~cdbench.errors.DataError`
+naming both images; ``resize="first"`` resamples the second image to the first one's size and
+``resize="smaller"`` both to the smaller one's (Pillow Lanczos on the 8-bit sRGB values).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from cdbench.colour.image import DEFAULT_CHUNK_PIXELS, PIXEL_FORMULAS, difference_map
+from cdbench.colour.pooling import get_pooling
+from cdbench.data.images import iter_pairs, load_image
+from cdbench.errors import DataError, ModelError
+from cdbench.models.base import CDModel, Pair
+from cdbench.models.registry import register_model
+
+RESIZE_POLICIES = ("error", "first", "smaller")
+SPATIAL_FORMULAS = ("s-cielab", "s-ciede2000")
+FORMULA_NAMES = (*PIXEL_FORMULAS, *SPATIAL_FORMULAS)
+
+
+def _describe_image(image: Any) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return os.fspath(image)
+    return f"<{type(image).__name__}>"
+
+
+def _resample(arr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    h, w = size_hw
+    if arr.dtype == np.uint8:
+        return np.array(Image.fromarray(arr).resize((w, h), Image.Resampling.LANCZOS))
+    chans = [np.asarray(Image.fromarray(arr[..., i].astype(np.float32), mode="F").resize((w, h),
+                                                                                     Image.Resampling.LANCZOS))
+             for i in range(3)]
+    return np.stack(chans, axis=-1)
+
+
+class FormulaModel(CDModel):
+    """A classic colour-difference formula applied per pixel and pooled per pair (see the module docstring)."""
+
+    kind = "formula"
+    scale = "difference"
+    can_describe = False
+
+    def __init__(self, formula: str, *, pooling: str = "mean", device: str | torch.device = "cpu",
+                 resize: str = "error", chunk_pixels: int | None = None, workers: int | None = None,
+                 fast: bool = True, dtype: str | torch.dtype | None = None, **options: Any):
+        formula = formula.lower()
+        if formula not in FORMULA_NAMES:
+            raise ModelError(f"unknown formula {formula!r}: use one of {', '.join(FORMULA_NAMES)}")
+        if resize not in RESIZE_POLICIES:
+            raise ModelError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, got {resize!r}")
+        self.name = formula
+        self.formula = formula
+        self.pooling = str(pooling).lower()
+        try:
+            self._pool = get_pooling(self.pooling)
+        except DataError as e:
+            raise ModelError(str(e)) from None
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError("device='cuda' was asked for but CUDA is not available")
+        self.resize = resize
+        self.chunk_pixels = chunk_pixels
+        self.workers = workers
+        self.fast = bool(fast)
+        if isinstance(dtype, str):
+            dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
+            if dtype is None:
+                raise ModelError("dtype must be 'float32' or 'float64'")
+        self.dtype = dtype
+        self.options = dict(options)
+        try:  # validate the options once, on a 1x1 pair
+            px = np.zeros((1, 1, 3), dtype=np.uint8)
+            difference_map(px, px, formula, device="cpu", fast=False, **self._map_kwargs())
+        except (DataError, TypeError, ValueError) as e:
+            raise ModelError(f"{formula}: {e}") from None
+
+    def _map_kwargs(self) -> dict[str, Any]:
+        kw = dict(self.options)
+        if self.formula not in SPATIAL_FORMULAS:
+            kw["chunk_pixels"] = self.chunk_pixels or DEFAULT_CHUNK_PIXELS
+        if self.dtype is not None:
+            kw["dtype"] = self.dtype
+        return kw
+
+    def settings(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"formula": self.formula, "pooling": self.pooling, "resize": self.resize,
+                               "dtype": str(self.dtype or torch.float32).replace("torch.", "")}
+        out.update({k: (v if isinstance(v, (int, float, str, bool)) or v is None else repr(v))
+                    for k, v in self.options.items()})
+        out.setdefault("convention", "cie")
+        return out
+
+    def _match_sizes(self, a: np.ndarray, b: np.ndarray, pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+        if a.shape == b.shape:
+            return a, b
+        if self.resize == "error":
+            raise DataError(f"images of different sizes in a pair: {_describe_image(pair[0])} is "
+                            f"{a.shape[1]}x{a.shape[0]}, {_describe_image(pair[1])} is {b.shape[1]}x{b.shape[0]} "
+                            f"(use resize='first' or resize='smaller')")
+        if self.resize == "first":
+            return a, _resample(b, a.shape[:2])
+        size = min(a.shape[:2], b.shape[:2], key=lambda s: s[0] * s[1])
+        return (a if a.shape[:2] == size else _resample(a, size)), (b if b.shape[:2] == size else _resample(b, size))
+
+    def _map(self, a: np.ndarray, b: np.ndarray, pair: Pair) -> torch.Tensor:
+        a, b = self._match_sizes(a, b, pair)
+        ta = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+        tb = torch.from_numpy(np.ascontiguousarray(b)).to(self.device)
+        if ta.dtype != tb.dtype:  # one uint8, one float: compare both as float in [0, 1]
+            ta = ta.float() / 255 if ta.dtype == torch.uint8 else ta.float()
+            tb = tb.float() / 255 if tb.dtype == torch.uint8 else tb.float()
+        return difference_map(ta, tb, self.formula, device=self.device, fast=self.fast, **self._map_kwargs())
+
+    def difference_map(self, pair: Pair) -> np.ndarray:
+        """The (H, W) float map of per-pixel differences of one pair (after the resize policy)."""
+        a, b = load_image(pair[0]), load_image(pair[1])
+        return self._map(a, b, pair).cpu().numpy()
+
+    def score(self, pairs: Sequence[Pair], *, progress: bool = False) -> np.ndarray:
+        """One float64 per pair: the pooled difference map; each unique image decoded once."""
+        pairs = list(pairs)
+        out = np.full(len(pairs), np.nan, dtype=np.float64)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(pairs), desc=f"{self.name}", unit="pair")
+        try:
+            for i, a, b in iter_pairs(pairs, workers=self.workers):
+                out[i] = self._pool(self._map(a, b, pairs[i]))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+
+def _factory(formula: str):
+    def create(**options: Any) -> FormulaModel:
+        return FormulaModel(formula, **options)
+
+    create.__name__ = f"create_{formula.replace('-', '_')}"
+    create.__doc__ = f"Create the {formula!r} formula model (options: see FormulaModel)."
+    return create
+
+
+for _name in FORMULA_NAMES:
+    register_model(_name)(_factory(_name))
