@@ -172,3 +172,17 @@ def test_every_key_of_a_real_7b_checkpoint_loads_on_meta(shared_fixtures):
     assert {k: state[k] for k in expected} == expected
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params == spec["n_parameters"]
+
+
+def test_pixel_values_from_raw_images_with_the_preprocessor_config(fixture_dir, golden):
+    from cdbench.models.mplug_owl2 import MPLUGOwl2ImageProcessor
+
+    raw = [x.numpy() for x in golden["raw_images"]]
+    plain = MPLUGOwl2ImageProcessor.from_pretrained(fixture_dir)  # config.json has no image_aspect_ratio
+    torch.testing.assert_close(plain(raw), golden["pixel_values"], atol=1e-5, rtol=0)
+    padded = MPLUGOwl2ImageProcessor.from_pretrained(fixture_dir, image_aspect_ratio="pad")  # Q-Align's scorer
+    torch.testing.assert_close(padded(raw), golden["pixel_values_expand2square"], atol=1e-5, rtol=0)
+    from PIL import Image
+
+    one = plain(Image.fromarray(raw[0]))  # a single PIL image
+    torch.testing.assert_close(one, golden["pixel_values"][:1], atol=1e-5, rtol=0)

@@ -1,41 +1,49 @@
 """mPLUG-Owl2 (Q-Align / CD-Reasoning) natively on current transformers, registered with the Auto classes.
 
-``import cdbench.models.mplug_owl2`` registers ``model_type: mplug_owl2`` with ``AutoConfig`` and
-``AutoModelForCausalLM``, so released checkpoint folders load with
+``import cdbench`` registers ``model_type: mplug_owl2`` with ``AutoConfig`` and
+``AutoModelForCausalLM`` (lazily, see ``_auto``), so released checkpoint folders load with
 ``AutoModelForCausalLM.from_pretrained(folder)`` (no ``trust_remote_code``, no network).
+
+The names below are imported on first use, so importing this package stays light.
 """
 
 from __future__ import annotations
 
-from cdbench.models.mplug_owl2.configuration import MPLUGOwl2Config
-from cdbench.models.mplug_owl2.modeling import (
-    IGNORE_INDEX,
-    IMAGE_TOKEN_INDEX,
-    MPLUGOwl2LlamaForCausalLM,
-    MPLUGOwl2LlamaModel,
-    MultimodalInputs,
-)
-from cdbench.models.mplug_owl2.tiny import build_tiny_mplug_owl2, build_tiny_tokenizer
+import importlib
+
+from cdbench.models.mplug_owl2._auto import install as _install_auto
+from cdbench.models.mplug_owl2._auto import register_auto_classes
+
+_EXPORTS = {
+    "MPLUGOwl2Config": "configuration",
+    "IMAGE_TOKEN_INDEX": "modeling",
+    "IGNORE_INDEX": "modeling",
+    "MPLUGOwl2LlamaForCausalLM": "modeling",
+    "MPLUGOwl2LlamaModel": "modeling",
+    "MultimodalInputs": "modeling",
+    "MPLUGOwl2ImageProcessor": "image_processing",
+    "build_tiny_mplug_owl2": "tiny",
+    "build_tiny_tokenizer": "tiny",
+    "load_lora_model": "lora",
+    "is_lora_folder": "lora",
+    "Conversation": "conversation",
+    "build_prompt": "conversation",
+    "tokenizer_image_token": "conversation",
+    "DEFAULT_IMAGE_TOKEN": "conversation",
+}
+
+__all__ = [*_EXPORTS, "register_auto_classes"]
+
+_install_auto()
 
 
-def register_auto_classes() -> None:
-    """Register ``mplug_owl2`` with ``AutoConfig`` and ``AutoModelForCausalLM`` (idempotent)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    AutoConfig.register("mplug_owl2", MPLUGOwl2Config, exist_ok=True)
-    AutoModelForCausalLM.register(MPLUGOwl2Config, MPLUGOwl2LlamaForCausalLM, exist_ok=True)
 
-
-register_auto_classes()
-
-__all__ = [
-    "IGNORE_INDEX",
-    "IMAGE_TOKEN_INDEX",
-    "MPLUGOwl2Config",
-    "MPLUGOwl2LlamaForCausalLM",
-    "MPLUGOwl2LlamaModel",
-    "MultimodalInputs",
-    "build_tiny_mplug_owl2",
-    "build_tiny_tokenizer",
-    "register_auto_classes",
-]
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

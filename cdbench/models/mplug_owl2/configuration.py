@@ -16,7 +16,7 @@ import copy
 from dataclasses import dataclass, fields
 from typing import Any
 
-from transformers import LlamaConfig
+from transformers.models.llama.configuration_llama import LlamaConfig
 
 VISION_DEFAULTS: dict[str, Any] = {
     "model_type": "mplug_owl_vision_model",
