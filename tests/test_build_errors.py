@@ -185,3 +185,22 @@ def test_cli_one_line_error(spcd, tmp_path, capsys):
 def test_output_inside_input_refused(spcd):
     with pytest.raises(DataError, match="must not be inside"):
         build_spcd(spcd, spcd / "built", progress=False)
+
+
+def test_failed_overwrite_keeps_the_old_folder(spcd, tmp_path):
+    out = _build(spcd, tmp_path)
+    before = dataset_info(out)["label_fingerprint"]
+    _edit_csv(spcd / "train_data.csv", 1, "I0001_01_01.png,I0001_01_02.png,nan")
+    with pytest.raises(DataError, match="not finite"):
+        _build(spcd, tmp_path, overwrite=True)
+    assert dataset_info(out, verify=True)["label_fingerprint"] == before
+
+
+def test_image_path_refuses_links_out_of_the_folder(spcd, tmp_path):
+    from cdbench.data.dataset import image_path
+
+    out = _build(spcd, tmp_path)
+    (out / "images" / "evil.png").symlink_to(spcd / "train_data.csv")
+    with pytest.raises(DataError, match="resolves outside"):
+        image_path(out, "evil.png")
+    assert image_path(out, "I0001_01_01.png").is_file()
