@@ -176,3 +176,13 @@ def test_lora_release_folder(folder, model, pairs, tmp_path):
     p = torch.softmax(logits[m.level_token_ids], -1).numpy()
     np.testing.assert_allclose(m.level_probabilities([(a, b)])[0], p, atol=1e-5)
     assert abs(m.score([(a, b)])[0] - model.score([(a, b)])[0]) > 1e-4  # the adapter matters
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_scoring_matches_cpu_float32(folder, model, pairs):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    gpu = create_model(folder, device="cuda")
+    assert gpu.dtype == torch.bfloat16 and gpu.batch_size > 1  # bf16 and a memory-derived batch size
+    np.testing.assert_allclose(gpu.score(pairs), model.score(pairs), atol=0.05)
+    assert all(isinstance(t, str) for t in gpu.describe(pairs[:2]))

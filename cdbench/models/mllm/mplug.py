@@ -26,7 +26,7 @@ from cdbench.errors import ModelError
 from cdbench.models.mllm.batching import auto_batch_size, left_pad
 from cdbench.models.mllm.level_scoring import level_token_ids
 from cdbench.models.mllm.llm_model import LLMCDModel
-from cdbench.models.mllm.loaders import is_lora_release_folder
+from cdbench.models.mllm.loaders import is_lora_release_folder, read_folder_config
 from cdbench.models.mllm.settings import MLLMSettings, question_with_images
 
 IMAGE_PLACEHOLDER = "<|image|>"
@@ -136,7 +136,7 @@ class MPLUGOwl2CDModel(LLMCDModel):
             if (Path(cand) / "preprocessor_config.json").is_file():
                 if image_aspect_ratio == "config" and cand != self.folder:  # the LoRA folder's config decides
                     proc = MPLUGOwl2ImageProcessor.from_pretrained(cand, image_aspect_ratio=None, workers=2)
-                    proc.image_aspect_ratio = getattr(self.model.config, "image_aspect_ratio", None)
+                    proc.image_aspect_ratio = (read_folder_config(self.folder) or {}).get("image_aspect_ratio")
                     return proc
                 return MPLUGOwl2ImageProcessor.from_pretrained(cand, image_aspect_ratio=image_aspect_ratio, workers=2)
         where = " (nor in the base folder)" if self.lora else ""
