@@ -123,3 +123,22 @@ def test_cdmap_cli_writes_heatmap_png(weights, tmp_path, capsys):
     assert px[:, :30].astype(int).sum() > px[:, 50:].astype(int).sum()  # hotter where the images differ
     assert main(["cdmap", str(tmp_path / "a.png"), str(tmp_path / "nope.png"), "--weights", str(weights),
                  "--out", str(tmp_path / "x.png")]) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_scores_match_cpu_and_half_precision_is_close(weights, tmp_path):
+    pairs = [(_img(i, 64, 72), _img(i + 1, 64, 72)) for i in range(6)]
+    cpu = cdbench.create_model(weights, device="cpu", resize=False).score(pairs)
+    gpu = cdbench.create_model(weights, device="cuda", resize=False, batch_size=4).score(pairs)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-4)
+    for precision in ("bf16", "fp16"):
+        half = cdbench.create_model(weights, device="cuda", resize=False, precision=precision).score(pairs)
+        np.testing.assert_allclose(half, cpu, rtol=0.03)
+    from cdbench.models.cdnet.train import TrainConfig, TrainData, train_cdnet
+
+    data = TrainData(pairs, np.arange(6, dtype=float))
+    for amp in ("none", "bf16", "fp16"):
+        res = train_cdnet(data, data, tmp_path / amp, TrainConfig(epochs=1, batch_size=3, crop=32, resize=False,
+                                                                 amp=amp, device="cuda", progress=False))
+        assert np.isfinite(res.history[0]["train_loss"])
