@@ -54,24 +54,60 @@ IGNORE_INDEX = -100
 PaddingSide = Literal["auto", "left", "right"]
 
 
+@dataclass
+class ModalityRouting:
+    """Which rows of a (B, T) batch are visual, computed once per forward and shared by every layer.
+
+    ``text_index`` / ``visual_index`` index the flattened (B * T) rows, so the multiway modules
+    gather and scatter without a host synchronisation per layer.
+    """
+
+    visual: torch.Tensor  # (B, T) bool
+    text_index: torch.Tensor  # (n_text,) long
+    visual_index: torch.Tensor  # (n_visual,) long
+
+    @classmethod
+    def from_indicators(cls, modality_indicators: torch.Tensor | None) -> ModalityRouting | None:
+        """``None`` (all text: every module takes its text branch) or the routing of the visual rows."""
+        if modality_indicators is None:
+            return None
+        visual = modality_indicators.bool()
+        flat = visual.reshape(-1)
+        visual_index = flat.nonzero().squeeze(1)
+        if visual_index.numel() == 0:
+            return None
+        return cls(visual, (~flat).nonzero().squeeze(1), visual_index)
+
+
 class MultiwayNetwork(nn.Module):
-    """Two copies of a module; row ``i`` goes through ``multiway[modality[i]]`` (0 = text, 1 = visual)."""
+    """Two copies of a module; row ``i`` goes through ``multiway[modality[i]]`` (0 = text, 1 = visual).
+
+    The modality-adaptive module of mPLUG-Owl2 (Ye et al., CVPR 2024, Sec. 3.2). RMSNorms share the
+    normalisation and only pick the weight per row (bit-identical to running each copy on its rows);
+    linear layers run each copy on its own rows only.
+    """
 
     def __init__(self, module_provider: Callable[[], nn.Module], num_multiway: int = 2):
         super().__init__()
         self.multiway = nn.ModuleList([module_provider() for _ in range(num_multiway)])
 
-    def forward(self, hidden_states: torch.Tensor, modality_indicators: torch.Tensor | None) -> torch.Tensor:
-        if modality_indicators is None or len(self.multiway) == 1:
+    def forward(self, hidden_states: torch.Tensor, routing: ModalityRouting | None) -> torch.Tensor:
+        if routing is None or len(self.multiway) == 1:
             return self.multiway[0](hidden_states)
-        visual = modality_indicators.to(device=hidden_states.device, dtype=torch.bool)
-        text_rows, visual_rows = hidden_states[~visual], hidden_states[visual]
-        out_text = self.multiway[0](text_rows)
-        out = hidden_states.new_empty(*hidden_states.shape[:-1], out_text.shape[-1])
-        out[~visual] = out_text
-        if visual_rows.numel():
-            out[visual] = self.multiway[1](visual_rows).to(out.dtype)
-        return out
+        text, visual = self.multiway
+        if isinstance(text, LlamaRMSNorm) and text.variance_epsilon == visual.variance_epsilon:
+            dtype = hidden_states.dtype
+            x = hidden_states.to(torch.float32)
+            x = (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + text.variance_epsilon)).to(dtype)
+            weight = torch.where(routing.visual[..., None], visual.weight, text.weight)
+            return weight * x
+        flat = hidden_states.reshape(-1, hidden_states.shape[-1])
+        out_text = text(flat.index_select(0, routing.text_index))
+        out_visual = visual(flat.index_select(0, routing.visual_index))
+        out = out_text.new_empty(flat.shape[0], out_text.shape[-1])
+        out.index_copy_(0, routing.text_index, out_text)
+        out.index_copy_(0, routing.visual_index, out_visual.to(out.dtype))
+        return out.view(*hidden_states.shape[:-1], out.shape[-1])
 
 
 class MPLUGOwl2Attention(nn.Module):
@@ -92,12 +128,12 @@ class MPLUGOwl2Attention(nn.Module):
         self.v_proj = MultiwayNetwork(lambda: nn.Linear(h, kv, bias=bias))
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, h, bias=bias)
 
-    def forward(self, hidden_states, modality_indicators, position_embeddings, attention_mask, cache=None, **kwargs):
+    def forward(self, hidden_states, routing, position_embeddings, attention_mask, cache=None, **kwargs):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
         q = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        k = self.k_proj(hidden_states, modality_indicators).view(hidden_shape).transpose(1, 2)
-        v = self.v_proj(hidden_states, modality_indicators).view(hidden_shape).transpose(1, 2)
+        k = self.k_proj(hidden_states, routing).view(hidden_shape).transpose(1, 2)
+        v = self.v_proj(hidden_states, routing).view(hidden_shape).transpose(1, 2)
         cos, sin = position_embeddings
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         if cache is not None:
@@ -122,15 +158,15 @@ class MPLUGOwl2DecoderLayer(GradientCheckpointingLayer):
             lambda: LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         )
 
-    def forward(self, hidden_states, modality_indicators=None, attention_mask=None, position_embeddings=None,
-                cache=None, **kwargs):
+    def forward(self, hidden_states, routing: ModalityRouting | None = None, attention_mask=None,
+                position_embeddings=None, cache=None, **kwargs):
         residual = hidden_states
-        hidden_states = self.input_layernorm(hidden_states, modality_indicators)
-        hidden_states = self.self_attn(hidden_states, modality_indicators, position_embeddings, attention_mask,
-                                       cache=cache, **kwargs)
+        hidden_states = self.input_layernorm(hidden_states, routing)
+        hidden_states = self.self_attn(hidden_states, routing, position_embeddings, attention_mask, cache=cache,
+                                       **kwargs)
         hidden_states = residual + hidden_states
         residual = hidden_states
-        hidden_states = self.post_attention_layernorm(hidden_states, modality_indicators)
+        hidden_states = self.post_attention_layernorm(hidden_states, routing)
         return residual + self.mlp(hidden_states)
 
 
@@ -215,6 +251,7 @@ class MPLUGOwl2LlamaModel(MPLUGOwl2PreTrainedModel):
         )
         hidden_states = inputs_embeds
         position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
+        routing = ModalityRouting.from_indicators(modality_indicators)
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
@@ -223,7 +260,7 @@ class MPLUGOwl2LlamaModel(MPLUGOwl2PreTrainedModel):
             if all_hidden is not None:
                 all_hidden.append(hidden_states)
             hidden_states = layer(
-                hidden_states, modality_indicators, attention_mask=causal_mask,
+                hidden_states, routing, attention_mask=causal_mask,
                 position_embeddings=position_embeddings, cache=cache, position_ids=position_ids, **kwargs,
             )
         hidden_states = self.norm(hidden_states)
@@ -439,10 +476,8 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
                     )
                 # the original rebuilds an all-ones mask while decoding
                 attention_mask = attention_mask.new_ones(attention_mask.shape[0], past + q_len)
-            if position_ids is None and past:
+            if position_ids is None:  # positions count the valid rows only (left padding)
                 position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)[:, -q_len:]
-        if modality_indicators is not None and not bool(modality_indicators.any()):
-            modality_indicators = None  # all text: skip the routing
 
         outputs = self.model(
             input_ids=input_ids, modality_indicators=modality_indicators, attention_mask=attention_mask,
