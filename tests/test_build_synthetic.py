@@ -176,6 +176,7 @@ def test_open_split_and_info(built):
     info = dataset_info(out, verify=True)
     assert info["name"] == "m-spcd" and info["configs"] == {"scores": ["train", "test"],
                                                             "descriptions": ["train", "test"]}
+    assert info["splits"] == ["train", "test"] and info["num_images"] > 0
     assert info["cdbench_version"] and len(info["label_fingerprint"]) == 64
     pairs = image_pairs(out, ds)
     assert len(pairs) == ds.num_rows and all(p.is_file() for pair in pairs for p in pair)

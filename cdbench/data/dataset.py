@@ -129,7 +129,8 @@ def open_split(dataset_dir: str | os.PathLike, config: str = "scores", split: st
 
 
 def dataset_info(dataset_dir: str | os.PathLike, verify: bool = False) -> dict:
-    """Summary of a built folder: ``name``, ``configs`` (config -> splits), ``num_rows``
+    """Summary of a built folder: ``name``, ``configs`` (config -> splits), ``splits`` (all split
+    names), ``num_rows``
     (config -> split -> rows), ``labels_only``, ``label_fingerprint`` (SHA-256 of the label
     content, the same for a full and a --labels-only build), ``cdbench_version`` and ``card``.
 
@@ -142,6 +143,7 @@ def dataset_info(dataset_dir: str | os.PathLike, verify: bool = False) -> dict:
         "name": record.get("name"),
         "path": str(root),
         "configs": configs,
+        "splits": list(dict.fromkeys(s for splits in configs.values() for s in splits)),
         "num_rows": {c: {s: int(v["splits"][s].get("num_rows", 0)) for s in configs[c]}
                      for c, v in record["configs"].items()},
         "labels_only": bool(record.get("labels_only", False)),
