@@ -145,3 +145,21 @@ def test_llava_next_mixed_length_batches_equal_single(tmp_path):
     single = create_model(folder, batch_size=1, max_new_tokens=4)
     np.testing.assert_allclose(m.score(pairs), single.score(pairs), atol=1e-4, rtol=0)
     assert m.describe(pairs) == single.describe(pairs)
+
+
+def test_gemma3_another_family(tmp_path):
+    """Gemma 3: SigLIP tower, bidirectional image attention, another chat format; same interface."""
+    from cdbench.models.mllm.tiny import build_tiny_gemma3
+
+    folder = build_tiny_gemma3(tmp_path / "gemma3", seed=4)
+    m = create_model(folder, batch_size=3, max_new_tokens=4)
+    assert m.settings()["model_type"] == "gemma3"
+    assert m.score_prompt.endswith("<start_of_turn>model\nThe color difference between these two images is")
+    rng = np.random.default_rng(9)
+    pairs = [(rng.integers(0, 256, (30 + 9 * i, 40, 3), dtype=np.uint8),
+              rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for i in range(4)]
+    batched, texts = m.score(pairs), m.describe(pairs)
+    assert np.ptp(batched) > 1e-4
+    m.batch_size = 1
+    np.testing.assert_allclose(m.score(pairs), batched, atol=1e-4, rtol=0)
+    assert m.describe(pairs) == texts

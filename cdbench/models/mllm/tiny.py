@@ -130,3 +130,53 @@ def build_tiny_llava(folder: str | os.PathLike, *, seed: int = 0, image_size: in
     processor.save_pretrained(folder)
     return folder
 
+
+
+GEMMA3_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<start_of_image>", "<end_of_image>", "<image_soft_token>",
+                         "<start_of_turn>", "<end_of_turn>")
+
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+"""Gemma 3's turn format: ``<start_of_turn>user\\n...<end_of_turn>\\n<start_of_turn>model\\n``."""
+
+
+def build_tiny_gemma3(folder: str | os.PathLike, *, seed: int = 0, image_size: int = 28,
+                      hidden_size: int = 64, num_layers: int = 2) -> Path:
+    """Write a tiny random Gemma 3 checkpoint folder (float32): SigLIP vision tower, 4 tokens per image
+    (bidirectional attention among an image's tokens), Gemma 3 text model, Gemma 3 chat template."""
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer(special_tokens=GEMMA3_SPECIAL_TOKENS, extra_special_tokens={
+        "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
+    ids = tokenizer.convert_tokens_to_ids
+    text = {"vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": num_layers, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": hidden_size // 4, "sliding_window": 16, "max_position_embeddings": 512,
+            "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": ids("<end_of_turn>")}
+    vision = {"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": image_size, "patch_size": 14}
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=(image_size // 14) ** 2,
+                          boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
+                          image_token_index=ids("<image_soft_token>"))
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and "embed" not in name:
+                p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    processor = Gemma3Processor(image_processor=Gemma3ImageProcessor(size={"height": image_size, "width": image_size}),
+                                tokenizer=tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE,
+                                image_seq_length=(image_size // 14) ** 2)
+    processor.save_pretrained(folder)
+    return folder
