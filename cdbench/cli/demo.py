@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="cdbench-demo", help="work and results folder (default: cdbench-demo)")
     p.add_argument("--models", help="comma-separated model names (default: every registered formula)")
     p.add_argument("--split", help="split to evaluate (default: test if it has scores, else train)")
-    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the CIs (default 200)")
+    p.add_argument("--n-boot", type=int, default=100, help="bootstrap resamples for the CIs (default 100)")
     p.add_argument("--scenes", type=int, default=6, help="synthetic scenes (16 pairs each; default 6)")
     p.set_defaults(func=_run)
 
@@ -49,6 +49,20 @@ def formula_models() -> list[str]:
         if kind == "formula":
             names.append(name)
     return names
+
+
+def _create(name: str, small_images: bool):
+    """The model; on the small synthetic images without the compiled fast path (its one-off compile
+    costs more than the whole evaluation), when the model has that option."""
+    from cdbench.errors import ModelError
+    from cdbench.models.registry import create_model
+
+    if small_images:
+        try:
+            return create_model(name, fast=False)
+        except (TypeError, ModelError):
+            pass
+    return create_model(name)
 
 
 def _split_with_scores(dataset: Path, wanted: str | None) -> str:
@@ -87,8 +101,9 @@ def _run(args: argparse.Namespace) -> int:
 
     with one_line_warnings():
         for name in tqdm(models, desc="measures", unit="model", file=sys.stderr):
-            r = evaluate_model(name, dataset, "scores", split, out / "results", n_boot=args.n_boot,
-                               overwrite=True, progress=False, title_note=" (SYNTHETIC)" if synthetic else "")
+            r = evaluate_model(_create(name, small_images=synthetic), dataset, "scores", split, out / "results",
+                               n_boot=args.n_boot, overwrite=True, progress=False,
+                               title_note=" (SYNTHETIC)" if synthetic else "")
             results[r.metrics["model"]["name"]] = r.metrics
     n = next(iter(results.values()))["subsets"]["all"]["n"] if results else 0
     head = (f"{'SYNTHETIC sample' if synthetic else 'SPCD'} ({dataset}), scores/{split}, {n} pairs with human "

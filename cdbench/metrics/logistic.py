@@ -138,9 +138,13 @@ def fit_logistic(pred: Sequence[float] | np.ndarray, human: Sequence[float] | np
                 from scipy.optimize import curve_fit
 
                 f = logistic_5pl if kind == "5pl" else logistic_4pl
-                params, _ = curve_fit(f, x, y, p0=init, maxfev=10000)
+                # the reference 4pl budget; the bootstrap's warm-started refits get a smaller one
+                maxfev = 10000 if method == "reference" else 50 * (n_params + 1)
+                params, _ = curve_fit(f, x, y, p0=init, maxfev=maxfev)
                 ok, msg = True, "converged"
         except (RuntimeError, ValueError, FloatingPointError, np.linalg.LinAlgError) as e:
+            if method == "lm" and p0 is not None and "maxfev" in str(e):
+                return LogisticFit(kind, init.tolist(), init.tolist(), False, "refit budget exhausted; start kept")
             return LogisticFit(kind, [np.nan] * n_params, init.tolist(), False, str(e).splitlines()[0])
     params = np.asarray(params, dtype=np.float64)
     if not np.all(np.isfinite(params)) or not np.all(np.isfinite(LogisticFit(kind, params.tolist()).predict(x))):
