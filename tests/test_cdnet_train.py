@@ -161,3 +161,17 @@ def test_cli_trains_on_a_built_synthetic_spcd_folder(tmp_path, capsys):
     hist = json.loads((tmp_path / "model" / "history.json").read_text())
     assert [h["epoch"] for h in hist["epochs"]] == [1, 2]
     assert main(["train", "cdnet", "--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "m2")]) == 2
+
+
+def test_validation_holds_out_whole_scenes():
+    from cdbench.models.cdnet.train import _split_by_scene
+
+    data = TrainData([(np.zeros((1, 1, 3)), np.zeros((1, 1, 3)))] * 40, np.arange(40.0))
+    scenes = [f"I{i % 10:04d}" for i in range(40)]
+    train, val = _split_by_scene(data, scenes, 0.2, seed=0)
+    held = {scenes[int(s)] for s in val.scores}
+    assert len(held) == 2 and len(val) == 8 and len(train) == 32
+    assert not held & {scenes[int(s)] for s in train.scores}
+    assert _split_by_scene(data, scenes, 0.2, seed=0)[1].scores.tolist() == val.scores.tolist()  # deterministic
+    one = _split_by_scene(data, ["I0001"] * 40, 0.25, seed=0)[1]  # one scene: pairs are held out
+    assert len(one) == 10
