@@ -21,6 +21,15 @@ from cdbench.models.mplug_owl2 import MPLUGOwl2Config, MPLUGOwl2LlamaForCausalLM
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matrices: one thread is faster than several fighting over shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def fixture_dir(shared_fixtures):
     folder = shared_fixtures / "mplug-owl2-tiny"

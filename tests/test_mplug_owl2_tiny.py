@@ -22,6 +22,15 @@ from cdbench.models.mplug_owl2.conversation import build_prompt, tokenize_batch,
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matrices: one thread is faster than several fighting over shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     # weight_scale 3: peaky attention, so a wrong mask or position would show far above the tolerance
@@ -264,17 +273,58 @@ def test_lora_release_merges_into_the_base_model(tiny, tmp_path):
         load_lora_model(lora, tiny)
 
 
-def test_import_cdbench_registers_the_auto_classes_without_importing_transformers(tiny):
+def test_import_cdbench_stays_light_and_registers_the_auto_classes():
+    import subprocess
+    import sys
+
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    from cdbench.models.mplug_owl2 import MPLUGOwl2Config
+
+    assert CONFIG_MAPPING["mplug_owl2"] is MPLUGOwl2Config
+    assert MODEL_FOR_CAUSAL_LM_MAPPING[MPLUGOwl2Config] is MPLUGOwl2LlamaForCausalLM
+    code = "import sys, cdbench\nprint(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_auto_model_loads_after_import_cdbench_in_a_fresh_process(tiny):
+    """The registration hooks fire when transformers' Auto modules are imported after cdbench."""
     import subprocess
     import sys
 
     code = (
-        "import sys, cdbench\n"
-        "assert 'transformers' not in sys.modules and 'torch' not in sys.modules\n"
+        "import cdbench\n"
         "from transformers import AutoConfig, AutoModelForCausalLM\n"
         f"m = AutoModelForCausalLM.from_pretrained({str(tiny)!r})\n"
-        "print(type(AutoConfig.from_pretrained(" + repr(str(tiny)) + ")).__name__, type(m).__name__)\n"
+        f"print(type(AutoConfig.from_pretrained({str(tiny)!r})).__name__, type(m).__name__)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["MPLUGOwl2Config", "MPLUGOwl2LlamaForCausalLM"]
+
+
+def test_checkpoint_without_sincos_tables_and_with_old_rotary_buffers_loads(tiny, tmp_path):
+    """The original conversion script's checkpoints: no q/k_pos_embed, extra rotary inv_freq buffers."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM
+
+    state = load_file(str(tiny / "model.safetensors"))
+    tables = {k: state.pop(k) for k in list(state) if k.endswith(("q_pos_embed", "k_pos_embed"))}
+    assert len(tables) == 2 * 2  # two abstractor layers
+    state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(8)
+    folder = tmp_path / "converted"
+    folder.mkdir()
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    shutil.copy(tiny / "config.json", folder / "config.json")
+    model, info = AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    loaded = model.state_dict()
+    for k, v in tables.items():
+        assert torch.equal(loaded[k], v), k  # recomputed from the config: the same fixed tables
+    assert torch.equal(loaded["lm_head.weight"], state["lm_head.weight"])
