@@ -85,12 +85,13 @@ class BatchRunner:
     recomputed in halves, so no result is lost and the outputs do not depend on where it happened.
     """
 
-    def __init__(self, batch_size: int, workers: int | None = None, depth: int = 2):
+    def __init__(self, batch_size: int, workers: int | None = None, depth: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.workers = default_workers() if workers is None else int(workers)
-        self.depth = depth
+        # batches prepared ahead: enough to keep the workers busy, few enough to bound host memory
+        self.depth = depth if depth is not None else max(2, min(self.workers, 4))
 
     def run(self, items: Sequence[T], prepare: Callable[[Sequence[T]], Any], compute: Callable[[Any], list[R]],
             progress: bool = False, desc: str = "pairs") -> list[R]:

@@ -62,6 +62,18 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
+def pin_tensors(inputs: Any) -> Any:
+    """CPU tensors of a dict-like batch moved to pinned memory (asynchronous host-to-GPU copies)."""
+    try:
+        items = inputs.items()
+    except AttributeError:
+        return inputs
+    for k, v in list(items):
+        if hasattr(v, "pin_memory") and getattr(v, "device", None) is not None and v.device.type == "cpu":
+            inputs[k] = v.pin_memory()
+    return inputs
+
+
 class LLMCDModel(CDModel):
     """Level scoring and description with a multimodal LLM, batched; subclasses adapt one model family."""
 
@@ -129,9 +141,12 @@ class LLMCDModel(CDModel):
         if not pairs:
             return []
 
+        pin = str(self.device).startswith("cuda")
+
         def prepare(chunk):
             decoded = load_pairs(chunk, workers=2)
-            return self._prepare([(to_uint8(a), to_uint8(b)) for a, b in decoded], task)
+            inputs = self._prepare([(to_uint8(a), to_uint8(b)) for a, b in decoded], task)
+            return pin_tensors(inputs) if pin else inputs
 
         return self._get_runner().run(pairs, prepare, compute, progress=progress,
                                       desc=f"{self.name} {task}")

@@ -155,7 +155,7 @@ class MPLUGOwl2CDModel(LLMCDModel):
     def _to_device(self, inputs: dict) -> dict:
         return {"input_ids": inputs["input_ids"].to(self.device, non_blocking=True),
                 "attention_mask": inputs["attention_mask"].to(self.device, non_blocking=True),
-                "images": inputs["images"].to(self.device, dtype=self.dtype, non_blocking=True)}
+                "images": inputs["images"].to(self.device, non_blocking=True).to(self.dtype)}  # cast on the device
 
     def _last_logits(self, inputs):
         out = self.model(**self._to_device(inputs), logits_to_keep=1, use_cache=False)
