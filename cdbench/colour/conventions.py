@@ -13,7 +13,9 @@ different published constants; a benchmark has to say which one it uses.
     the six-decimal sRGB matrix and the ASTM E308 D65 white (0.95047, 1, 1.08883), with the rounded
     CIELAB constants 0.008856 and 7.787, decode threshold 0.04045.
 
-The two give Lab values that differ by up to about 0.02 (in a*) and per-pixel CIEDE2000 values
+With ``"cie"`` the sRGB white (1, 1, 1) maps to L* = 100, a* = 0.0077, b* = 0.0035: the IEC matrix
+is rounded to four decimals while the white point is exact (colour-science does the same).
+The two conventions give Lab values that differ by up to about 0.02 (in a*) and per-pixel CIEDE2000 values
 that differ by about 1e-3; pick ``"skimage"`` to reproduce numbers computed with scikit-image.
 """
 
