@@ -48,7 +48,7 @@ from cdbench.models.base import ImageLike
 from cdbench.models.cdnet.checkpoint import save_cdnet
 from cdbench.models.cdnet.model import CDNetModel, resolve_device
 from cdbench.models.cdnet.network import MIN_SIDE, CDNet
-from cdbench.models.cdnet.preprocess import to_tensor, upsize_small
+from cdbench.models.cdnet.preprocess import upsize_small
 
 STATE_NAME = "train_state.pt"
 HISTORY_NAME = "history.json"
@@ -190,19 +190,49 @@ def crop_indices(h: int, w: int, c: int, aug: Augment) -> tuple[np.ndarray, np.n
     return np.clip(ri, 0, h - 1), np.clip(ci, 0, w - 1), valid
 
 
+def crop_pair(a: np.ndarray, b: np.ndarray, c: int, aug: Augment
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Both images through the same rotation, flips and ``c x c`` crop, in their own dtype.
+
+    Returns the two crops and the validity mask (``None`` when every pixel has a source; pixels
+    rotated in from outside the image are 0, ``RandomRotation``'s fill). Without rotation the crop is
+    a (flipped) slice: no index arrays are built.
+    """
+    h, w = a.shape[:2]
+    if aug.angle == 0:
+        top = int(aug.top * (h - c + 1))
+        left = int(aug.left * (w - c + 1))
+        rows = slice(h - 1 - top, h - 1 - top - c if h - 1 - top - c >= 0 else None, -1) if aug.vflip \
+            else slice(top, top + c)
+        cols = slice(w - 1 - left, w - 1 - left - c if w - 1 - left - c >= 0 else None, -1) if aug.hflip \
+            else slice(left, left + c)
+        return np.ascontiguousarray(a[rows, cols]), np.ascontiguousarray(b[rows, cols]), None
+    ri, ci, valid = crop_indices(h, w, c, aug)
+    return a[ri, ci], b[ri, ci], (None if valid.all() else valid)
+
+
+def finish_batch(crops: torch.Tensor, valid: torch.Tensor | None, invert: torch.Tensor) -> torch.Tensor:
+    """``(B, c, c, 3)`` uint8 or float crops -> ``(B, 3, c, c)`` float32 in [0, 1]: the rotation's zero
+    fill, then the colour inversion ``1 - x`` where ``invert`` (fill pixels become 1, as in the public
+    code, where ``RandomInvert`` follows ``RandomRotation``). Runs on the crops' device."""
+    x = crops.permute(0, 3, 1, 2).float()
+    if crops.dtype == torch.uint8:
+        x = x.div_(255.0)
+    if valid is not None:
+        x = x * valid[:, None].to(x.dtype)
+    if bool(invert.any()):
+        x = torch.where(invert[:, None, None, None], 1.0 - x, x)
+    return x
+
+
 def augment_pair(a: np.ndarray, b: np.ndarray, c: int, aug: Augment) -> tuple[torch.Tensor, torch.Tensor]:
     """Both images of a pair through the same rotation, flips, inversion and crop -> (3, c, c) tensors."""
-    h, w = a.shape[:2]
-    ri, ci, valid = crop_indices(h, w, c, aug)
-    out = []
-    for im in (a, b):
-        t = to_tensor(im[ri, ci])
-        if not valid.all():
-            t = t * torch.from_numpy(valid).to(t.dtype)
-        if aug.invert:
-            t = 1.0 - t
-        out.append(t)
-    return out[0], out[1]
+    ca, cb, valid = crop_pair(a, b, c, aug)
+    v = None if valid is None else torch.from_numpy(valid)[None]
+    inv = torch.tensor([aug.invert])
+    x = finish_batch(torch.from_numpy(np.array(ca))[None], v, inv)
+    y = finish_batch(torch.from_numpy(np.array(cb))[None], v, inv)
+    return x[0], y[0]
 
 
 # -- the training loop -------------------------------------------------------------------------------
@@ -250,14 +280,47 @@ def _label(data: TrainData, i: int) -> str:
     return f"training pair {i}"
 
 
-def _make_batch(data: TrainData, idx: list[int], augs: list[Augment], cfg: TrainConfig
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+@dataclass
+class _Batch:
+    x: torch.Tensor              # (B, c, c, 3) uint8 or float32 crops
+    y: torch.Tensor
+    valid: torch.Tensor | None   # (B, c, c) bool, None when no pixel was rotated in from outside
+    invert: torch.Tensor         # (B,) bool
+    target: torch.Tensor         # (B,) float32
+
+    def to(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs ``x``, ``y`` (B, 3, c, c) channels-last float32 and the target, on ``device``."""
+        pin = device.type == "cuda"
+
+        def move(t):
+            return (t.pin_memory() if pin else t).to(device, non_blocking=True)
+
+        valid = move(self.valid) if self.valid is not None else None
+        inv = self.invert.to(device)
+        x = finish_batch(move(self.x), valid, inv).contiguous(memory_format=torch.channels_last)
+        y = finish_batch(move(self.y), valid, inv).contiguous(memory_format=torch.channels_last)
+        return x, y, self.target.to(device)
+
+
+def _make_batch(data: TrainData, idx: list[int], augs: list[Augment], cfg: TrainConfig,
+                pool: ThreadPoolExecutor) -> _Batch:
+    """Decode (each unique image once), prepare and crop one batch; the crops stay uint8 for uint8
+    images (the float conversion, fill and inversion run on the training device)."""
     decoded = load_pairs([data.pairs[i] for i in idx], workers=cfg.workers)
-    prepared = [_prepare_train_pair(p, _label(data, i), cfg.resize) for p, i in zip(decoded, idx)]
+    prepared = list(pool.map(lambda k: _prepare_train_pair(decoded[k], _label(data, idx[k]), cfg.resize),
+                             range(len(idx))))
     c = min([cfg.crop] + [min(a.shape[:2]) for a, _ in prepared])
-    xs, ys = zip(*(augment_pair(a, b, c, aug) for (a, b), aug in zip(prepared, augs)))
-    target = torch.tensor(data.scores[idx], dtype=torch.float32)
-    return torch.stack(xs), torch.stack(ys), target
+    crops = list(pool.map(lambda k: crop_pair(*prepared[k], c, augs[k]), range(len(idx))))
+    uint8 = all(ca.dtype == np.uint8 and cb.dtype == np.uint8 for ca, cb, _ in crops)
+
+    def stack(arrays):
+        return torch.from_numpy(np.stack([np.asarray(t, np.uint8 if uint8 else np.float32) for t in arrays]))
+
+    valid = None
+    if any(v is not None for _, _, v in crops):
+        valid = torch.from_numpy(np.stack([np.ones((c, c), bool) if v is None else v for _, _, v in crops]))
+    return _Batch(stack([ca for ca, _, _ in crops]), stack([cb for _, cb, _ in crops]), valid,
+                  torch.tensor([a.invert for a in augs]), torch.tensor(data.scores[idx], dtype=torch.float32))
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
@@ -351,76 +414,77 @@ def train_cdnet(train: TrainData, val: TrainData | None, out_dir: str | os.PathL
         if cfg.amp != "none" else nullcontext
     n_steps = math.ceil(len(train) / cfg.batch_size)
     done_here = 0
-    for epoch in range(start, cfg.epochs):
-        if stop_after is not None and done_here >= stop_after:
-            break
-        t0 = time.perf_counter()
-        lr = cfg.lr_at(epoch)
-        for g in optim.param_groups:
-            g["lr"] = lr
-        gen = _generator(cfg.seed, epoch)
-        order = torch.randperm(len(train), generator=gen).tolist()
-        augs = draw_augments(len(train), cfg, gen)
-        batches = [order[s:s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
-        net.train()
-        losses: list[float] = []
-        bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
-                   unit="step", dynamic_ncols=True, leave=False)
-        with ThreadPoolExecutor(1) as pool:
-            def submit(b: list[int], augs: list[Augment] = augs):
-                return pool.submit(_make_batch, train, b, [augs[i] for i in b], cfg)
+    workers = ThreadPoolExecutor(max(1, min(cfg.batch_size, cfg.workers or os.cpu_count() or 1)))
+    try:
+        for epoch in range(start, cfg.epochs):
+            if stop_after is not None and done_here >= stop_after:
+                break
+            t0 = time.perf_counter()
+            lr = cfg.lr_at(epoch)
+            for g in optim.param_groups:
+                g["lr"] = lr
+            gen = _generator(cfg.seed, epoch)
+            order = torch.randperm(len(train), generator=gen).tolist()
+            augs = draw_augments(len(train), cfg, gen)
+            batches = [order[s:s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
+            net.train()
+            losses: list[float] = []
+            bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
+                       unit="step", dynamic_ncols=True, leave=False)
+            with ThreadPoolExecutor(1) as prefetch:
+                def submit(b: list[int], augs: list[Augment] = augs):
+                    return prefetch.submit(_make_batch, train, b, [augs[i] for i in b], cfg, workers)
 
-            pending = submit(batches[0])
-            for k in range(len(batches)):
-                x, y, target = pending.result()
-                if k + 1 < len(batches):
-                    pending = submit(batches[k + 1])
-                x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                y = y.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                target = target.to(device)
-                optim.zero_grad(set_to_none=True)
-                with amp_ctx():
-                    pred = net(x, y)
-                loss = F.mse_loss(pred.float(), target)
-                if not torch.isfinite(loss):
-                    raise ModelError(f"epoch {epoch + 1}, step {k + 1}: the loss is {loss.item()} "
-                                     f"(try a lower --lr, or --amp none)")
-                scaler.scale(loss).backward()
-                scaler.step(optim)
-                scaler.update()
-                ema.update(net)
-                losses.append(loss.item())
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
-        bar.close()
-        averaged = ema.averaged(net).eval()
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)),
-                                  "steps": len(batches)}
-        improved = val is None
-        if val is not None and len(val):
-            metrics = validate(averaged, val, cfg, device)
-            record.update({f"val_{k}": (None if math.isnan(v) else v) for k, v in metrics.items()})
-            s = metrics["srcc"]
-            improved = not math.isnan(s) and (best["srcc"] is None or s > best["srcc"])
-        if improved:
-            best = {"epoch": epoch + 1, "srcc": record.get("val_srcc")}
-            save_cdnet(averaged, out, source={"trained_by": "cdbench train cdnet", "epoch": epoch + 1,
-                                               "val_srcc": record.get("val_srcc"), **(source or {})})
-        record["seconds"] = round(time.perf_counter() - t0, 3)
-        history.append(record)
-        _save_state(state_path, {
-            "epoch": epoch + 1, "network": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            "ema": {k: v.detach().cpu() for k, v in ema.shadow.items()}, "optimizer": optim.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "history": history, "best": best,
-            "config": cfg.fingerprint_fields()})
-        atomic_write_json(out / HISTORY_NAME, {"best": best, "epochs": history})
-        if cfg.progress:
-            vs = f", val SRCC {record['val_srcc']:.4f}" if record.get("val_srcc") is not None else ""
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}{vs}"
-                       f"{' (best)' if improved and val is not None else ''}")
-        if on_epoch is not None:
-            on_epoch(record)
-        done_here += 1
+                pending = submit(batches[0])
+                for k in range(len(batches)):
+                    x, y, target = pending.result().to(device)
+                    if k + 1 < len(batches):
+                        pending = submit(batches[k + 1])
+                    optim.zero_grad(set_to_none=True)
+                    with amp_ctx():
+                        pred = net(x, y)
+                    loss = F.mse_loss(pred.float(), target)
+                    if not torch.isfinite(loss):
+                        raise ModelError(f"epoch {epoch + 1}, step {k + 1}: the loss is {loss.item()} "
+                                         f"(try a lower --lr, or --amp none)")
+                    scaler.scale(loss).backward()
+                    scaler.step(optim)
+                    scaler.update()
+                    ema.update(net)
+                    losses.append(loss.item())
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
+            bar.close()
+            averaged = ema.averaged(net).eval()
+            record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)),
+                                      "steps": len(batches)}
+            improved = val is None
+            if val is not None and len(val):
+                metrics = validate(averaged, val, cfg, device)
+                record.update({f"val_{k}": (None if math.isnan(v) else v) for k, v in metrics.items()})
+                s = metrics["srcc"]
+                improved = not math.isnan(s) and (best["srcc"] is None or s > best["srcc"])
+            if improved:
+                best = {"epoch": epoch + 1, "srcc": record.get("val_srcc")}
+                save_cdnet(averaged, out, source={"trained_by": "cdbench train cdnet", "epoch": epoch + 1,
+                                                   "val_srcc": record.get("val_srcc"), **(source or {})})
+            record["seconds"] = round(time.perf_counter() - t0, 3)
+            history.append(record)
+            _save_state(state_path, {
+                "epoch": epoch + 1, "network": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "ema": {k: v.detach().cpu() for k, v in ema.shadow.items()}, "optimizer": optim.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "history": history, "best": best,
+                "config": cfg.fingerprint_fields()})
+            atomic_write_json(out / HISTORY_NAME, {"best": best, "epochs": history})
+            if cfg.progress:
+                vs = f", val SRCC {record['val_srcc']:.4f}" if record.get("val_srcc") is not None else ""
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}{vs}"
+                           f"{' (best)' if improved and val is not None else ''}")
+            if on_epoch is not None:
+                on_epoch(record)
+            done_here += 1
+    finally:
+        workers.shutdown()
     net.eval()
     return TrainResult(out, best["epoch"], best["srcc"], history, net.cpu())
 
