@@ -82,6 +82,9 @@ def test_two_gloo_processes_write_the_single_process_file(folder, images, tmp_pa
     model = create_model(folder, batch_size=2, max_new_tokens=3, workers=1)
     assert [shard_range(5, r, 2, align=2) for r in (0, 1)] == [range(0, 2), range(2, 5)]
     assert predict_sharded(model, pairs, single, ids=[f"p{i:02d}" for i in range(5)], task="both") == single
+    recs = read_jsonl(single)
+    np.testing.assert_allclose([r["score"] for r in recs], model.score(pairs), atol=1e-9)
+    assert [r["description"] for r in recs] == model.describe(pairs)
 
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -121,5 +124,8 @@ def test_resume_skips_what_is_done(folder, images, tmp_path):
     assert sum(calls) == 4
     recs = read_jsonl(out)
     assert recs[1]["score"] == -1.0 and [r["id"] for r in recs] == [r["id"] for r in ref_recs]
+    calls.clear()
+    assert predict_sharded(model, pairs, out) == out and calls == []  # a finished file: nothing to redo
+    assert read_jsonl(out) == recs
     for i in (0, 2, 3, 4):  # recomputed in other batches: equal up to float32 batch effects
         assert recs[i]["score"] == pytest.approx(ref_recs[i]["score"], abs=1e-5)

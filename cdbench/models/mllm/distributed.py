@@ -58,11 +58,24 @@ def init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def _barrier(world: int) -> None:
-    if world > 1:
+def _barrier_group(world: int):
+    """A gloo group with a long timeout for the barriers (a rank may wait for a slower rank's shard
+    much longer than NCCL's default timeout, and a gloo barrier takes no GPU memory). Every rank
+    must call this, in the same order."""
+    if world <= 1:
+        return None
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    return dist.new_group(backend="gloo", timeout=timedelta(hours=48))
+
+
+def _barrier(group) -> None:
+    if group is not None:
         import torch.distributed as dist
 
-        dist.barrier()
+        dist.barrier(group=group)
 
 
 def parts_dir(out_path: Path) -> Path:
@@ -85,7 +98,9 @@ def predict_sharded(model: CDModel, pairs: Sequence[Pair], out_path: str | os.Pa
     Records, one per pair in input order: ``{"id", "score", "level_probs"?}`` (``task="score"``;
     ``level_probs`` when the model exposes them), ``{"id", "description"}`` (``"describe"``) or both
     fields (``"both"``). ``ids`` default to the pair indices as strings and must be unique. Every rank
-    must call this with the same arguments; rank 0 returns the path, the other ranks None.
+    must call this with the same arguments; rank 0 returns the path, the other ranks None. The part
+    files live next to ``out_path`` (on several nodes: a shared filesystem); a rerun skips the pairs
+    already in them or in ``out_path``.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -97,10 +112,12 @@ def predict_sharded(model: CDModel, pairs: Sequence[Pair], out_path: str | os.Pa
     if len(set(ids)) != n:
         raise DataError("pair ids must be unique")
     rank, world = init_distributed()
+    group = _barrier_group(world)
     parts = parts_dir(out_path)
     parts.mkdir(parents=True, exist_ok=True)
     my_part = parts / f"rank{rank:05d}-of-{world:05d}.jsonl"
-    done = {r["id"] for p in sorted(parts.glob("rank*.jsonl")) for r in read_jsonl(p)}
+    sources = [out_path, *sorted(parts.glob("rank*.jsonl"))]  # a finished file counts as done too
+    done = {r["id"] for p in sources for r in read_jsonl(p)}
     batch = max(1, int(getattr(model, "batch_size", 1) or 1))
     shard = shard_range(n, rank, world, align=batch)
     step = max(1, (chunk_size or 4 * batch) // batch) * batch  # whole batches, so batches stay aligned
@@ -136,11 +153,11 @@ def predict_sharded(model: CDModel, pairs: Sequence[Pair], out_path: str | os.Pa
             bar.update(len(idx))
     if bar is not None:
         bar.close()
-    _barrier(world)
+    _barrier(group)
     result = None
     if rank == 0:
         by_id: dict[str, dict] = {}
-        for p in sorted(parts.glob("rank*.jsonl")):
+        for p in [out_path, *sorted(parts.glob("rank*.jsonl"))]:
             for r in read_jsonl(p):
                 by_id.setdefault(r["id"], r)
         missing = [i for i in ids if i not in by_id]
@@ -149,5 +166,5 @@ def predict_sharded(model: CDModel, pairs: Sequence[Pair], out_path: str | os.Pa
         atomic_write_text(out_path, "".join(_record_line(by_id[i]) for i in ids))
         shutil.rmtree(parts, ignore_errors=True)
         result = out_path
-    _barrier(world)
+    _barrier(group)
     return result

@@ -34,6 +34,8 @@ def resolve_device(device: str | None) -> str:
     import torch
 
     local = os.environ.get("LOCAL_RANK")
+    if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available here (use device='cpu')")
     if device and str(device) != "cuda":
         return str(device)
     if device == "cuda" or torch.cuda.is_available():
