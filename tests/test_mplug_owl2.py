@@ -195,3 +195,28 @@ def test_pixel_values_from_raw_images_with_the_preprocessor_config(fixture_dir, 
 
     one = plain(Image.fromarray(raw[0]))  # a single PIL image
     torch.testing.assert_close(one, golden["pixel_values"][:1], atol=1e-5, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("impl", ["eager", "sdpa", "flash_attention_2"])
+def test_cuda_matches_the_golden_logits(fixture_dir, golden, impl):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import is_flash_attn_2_available
+
+    if impl == "flash_attention_2" and not is_flash_attn_2_available():
+        pytest.skip("flash-attn is not installed")
+    dtype = torch.bfloat16 if impl == "flash_attention_2" else torch.float32  # flash kernels need 16-bit
+    torch.backends.cuda.matmul.allow_tf32 = False
+    m = AutoModelForCausalLM.from_pretrained(fixture_dir, attn_implementation=impl, dtype=dtype).cuda().eval()
+    with torch.no_grad():
+        out = m(input_ids=golden["input_ids"].cuda(), attention_mask=golden["attention_mask"].cuda(),
+                images=golden["pixel_values"].cuda().to(dtype))
+    v = _valid(golden)
+    mine, ref = out.logits.float().cpu()[v], golden["logits"][v]
+    if dtype == torch.float32:
+        torch.testing.assert_close(mine, ref, **TOL)
+    else:
+        assert torch.corrcoef(torch.stack([mine.flatten(), ref.flatten()]))[0, 1] > 0.995
+        assert (mine.argmax(-1) == ref.argmax(-1)).float().mean() > 0.9
