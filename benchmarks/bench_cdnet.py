@@ -15,6 +15,8 @@ Measured side by side, interleaved round by round, median (and min) of ``--repea
 - GPU only: batches of 4 and 8 pairs;
 - ``end_to_end``: ``CDNetModel.score`` on PNG files (decode with ``load_pairs`` overlapped with the
   network): the real SPCD photos in ``../shared/data/spcd/images`` when present, else generated PNGs;
+- ``train_batch_prep``: the training input pipeline on the CPU (decode 8 pairs, paired rotation, flips
+  and 768 crops), to compare with the GPU step time;
 - GPU only: one training step (batch 8, 768 crops, Adam), float32 and bf16 autocast.
 
     python benchmarks/bench_cdnet.py                    # CPU (2 threads)
@@ -187,6 +189,8 @@ def main() -> int:
                          "images": "real SPCD photos" if SPCD_IMAGES.is_dir() and s == 1024 else "generated PNGs"}
     results["end_to_end"] = e2e
 
+    with tempfile.TemporaryDirectory() as tmp:
+        results["train_batch_prep"] = _batch_prep(_png_pairs(Path(tmp), s, 8), max(1, args.repeats // 2))
     if cuda:
         results["train_step"] = _train_steps(device, args.repeats)
 
@@ -206,11 +210,34 @@ def main() -> int:
                   f"rel diff {r['rel_diff_vs_reference']:.1e}")
     for k, r in e2e.items():
         print(f"end_to_end {k:<5} {r['pairs_per_s']:8.3f} pairs/s ({r['images']})")
+    bp = results["train_batch_prep"]
+    print(f"train batch prep (decode + paired crops, batch {bp['batch']}): {bp['median_s'] * 1000:.0f} ms")
     if cuda:
         for k, r in results["train_step"].items():
             print(f"train_step {k}: {r['median_s'] * 1000:.1f} ms")
     print(f"-> {out}")
     return 0
+
+
+def _batch_prep(pairs: list[tuple[str, str]], repeats: int) -> dict:
+    """Training input pipeline on the CPU: decode 8 pairs of PNGs, paired rotation/flips/768 crops (uint8)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cdbench.models.cdnet.train import TrainConfig, TrainData, _generator, _make_batch, draw_augments
+
+    cfg = TrainConfig(batch_size=len(pairs), progress=False)
+    data = TrainData(pairs, np.arange(len(pairs), dtype=float))
+    augs = draw_augments(len(pairs), cfg, _generator(0, 0))
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        idx = list(range(len(pairs)))
+        _make_batch(data, idx, augs, cfg, pool)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _make_batch(data, idx, augs, cfg, pool)
+            times.append(time.perf_counter() - t0)
+    return {"batch": len(pairs), "crop": cfg.crop, "median_s": statistics.median(times), "min_s": min(times),
+            "threads": os.cpu_count()}
 
 
 def _train_steps(device: torch.device, repeats: int) -> dict:

@@ -129,10 +129,10 @@ def test_augmentation_is_one_transform_for_both_images():
         for vf in (False, True):
             for top, left in ((0.0, 0.0), (0.5, 0.3), (0.999, 0.999)):
                 aug = Augment(angle=0, hflip=hf, vflip=vf, invert=False, top=top, left=left)
-                ri, ci, valid = crop_indices(37, 45, 30, aug)
+                flat, valid = crop_indices(37, 45, 30, aug)
                 ca, cb, v = crop_pair(r, r, 30, aug)
                 assert valid.all() and v is None
-                np.testing.assert_array_equal(ca, r[ri, ci])
+                np.testing.assert_array_equal(ca, r.reshape(-1, 3)[flat])
     # a 90 degree rotation of a square image is numpy's counter-clockwise rot90; inversion is 1 - x
     x, _ = augment_pair(a, a, 40, Augment(angle=90, hflip=False, vflip=False, invert=True, top=0, left=0))
     np.testing.assert_allclose(1 - x.permute(1, 2, 0).numpy(), np.rot90(a) / 255.0, atol=1e-6)

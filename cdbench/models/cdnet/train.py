@@ -165,29 +165,29 @@ def draw_augments(n: int, cfg: TrainConfig, gen: torch.Generator) -> list[Augmen
                     left=float(r[5])) for r in u]
 
 
-def crop_indices(h: int, w: int, c: int, aug: Augment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source rows, columns and validity of the ``c x c`` output of rotate -> flips -> crop.
+def crop_indices(h: int, w: int, c: int, aug: Augment) -> tuple[np.ndarray, np.ndarray]:
+    """Flat source indices (``row * w + col``) and validity of the ``c x c`` output of rotate -> flips
+    -> crop.
 
-    Rotation about the image centre by ``aug.angle`` degrees with nearest-neighbour sampling; pixels
-    whose source falls outside the image are invalid (filled with 0, as ``RandomRotation``'s fill).
+    Rotation about the image centre by ``aug.angle`` degrees (counter-clockwise as displayed) with
+    nearest-neighbour sampling; pixels whose source falls outside the image are invalid (filled with
+    0, as ``RandomRotation``'s fill). Built by broadcasting one row and one column vector.
     """
     top = int(aug.top * (h - c + 1))
     left = int(aug.left * (w - c + 1))
-    rr, cc = np.meshgrid(np.arange(top, top + c, dtype=np.float64), np.arange(left, left + c, dtype=np.float64),
-                         indexing="ij")
+    rows = np.arange(top, top + c, dtype=np.float64)
+    cols = np.arange(left, left + c, dtype=np.float64)
     if aug.vflip:
-        rr = (h - 1) - rr
+        rows = (h - 1) - rows
     if aug.hflip:
-        cc = (w - 1) - cc
-    if aug.angle:
-        t = math.radians(aug.angle)
-        cy, cx = (h - 1) / 2, (w - 1) / 2
-        dy, dx = rr - cy, cc - cx
-        # inverse map of a counter-clockwise rotation as displayed (the row axis points down)
-        rr, cc = cy + dx * math.sin(t) + dy * math.cos(t), cx + dx * math.cos(t) - dy * math.sin(t)
-    ri, ci = np.rint(rr).astype(np.int64), np.rint(cc).astype(np.int64)
+        cols = (w - 1) - cols
+    t = math.radians(aug.angle)
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    dy, dx = (rows - cy)[:, None], (cols - cx)[None, :]
+    ri = np.rint(cy + dx * math.sin(t) + dy * math.cos(t)).astype(np.int64)
+    ci = np.rint(cx + dx * math.cos(t) - dy * math.sin(t)).astype(np.int64)
     valid = (ri >= 0) & (ri < h) & (ci >= 0) & (ci < w)
-    return np.clip(ri, 0, h - 1), np.clip(ci, 0, w - 1), valid
+    return np.clip(ri, 0, h - 1) * w + np.clip(ci, 0, w - 1), valid
 
 
 def crop_pair(a: np.ndarray, b: np.ndarray, c: int, aug: Augment
@@ -207,8 +207,9 @@ def crop_pair(a: np.ndarray, b: np.ndarray, c: int, aug: Augment
         cols = slice(w - 1 - left, w - 1 - left - c if w - 1 - left - c >= 0 else None, -1) if aug.hflip \
             else slice(left, left + c)
         return np.ascontiguousarray(a[rows, cols]), np.ascontiguousarray(b[rows, cols]), None
-    ri, ci, valid = crop_indices(h, w, c, aug)
-    return a[ri, ci], b[ri, ci], (None if valid.all() else valid)
+    flat, valid = crop_indices(h, w, c, aug)
+    pick = [np.take(im.reshape(h * w, -1), flat, axis=0) for im in (a, b)]
+    return pick[0], pick[1], (None if valid.all() else valid)
 
 
 def finish_batch(crops: torch.Tensor, valid: torch.Tensor | None, invert: torch.Tensor) -> torch.Tensor:
