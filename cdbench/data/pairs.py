@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import PurePosixPath, PureWindowsPath
 
 N_SCENE_FOLDS = 5
 SCENE_FOLD_SEED = 0
@@ -19,7 +18,9 @@ _SPCD_NAME = re.compile(r"^I(\d{4})_(\d{2})_(\d{2})$")
 
 def image_stem(name: str) -> str:
     """File name without folders and extension, for POSIX and Windows style names."""
-    return PurePosixPath(PureWindowsPath(name).name).stem
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    dot = base.rfind(".")
+    return base[:dot] if dot > 0 else base
 
 
 def pair_id(image1: str, image2: str) -> str:
