@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "CD-Net sees.")
     p.add_argument("image1")
     p.add_argument("image2")
-    p.add_argument("--weights", required=True,
-                   help="CD-Net folder (config.json + model.safetensors) or an original .pt checkpoint")
+    p.add_argument("--weights", default=os.environ.get("CDBENCH_CDNET_WEIGHTS"),
+                   help="CD-Net folder (config.json + model.safetensors) or an original .pt checkpoint "
+                        "(default: $CDBENCH_CDNET_WEIGHTS)")
     p.add_argument("--out", required=True, help="output PNG")
     p.add_argument("--map-only", action="store_true", help="write only the coloured map, one pixel per pixel")
     p.add_argument("--raw", metavar="FILE.npy", help="also save the map's float32 values")
@@ -34,6 +36,8 @@ def _run(args: argparse.Namespace) -> int:
     from cdbench.errors import DataError
     from cdbench.models.cdnet.model import create_cdnet
 
+    if not args.weights:
+        raise DataError("cdmap needs --weights PATH (a CD-Net folder or original .pt) or $CDBENCH_CDNET_WEIGHTS")
     model = create_cdnet(args.weights, device=args.device, resize=not args.no_resize, batch_size=1)
     cd = model.cd_map((args.image1, args.image2))
     score = float(cd.astype(np.float64).mean())
