@@ -346,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"original way: {pps:.1f} pairs/s; best ours {results['score_best']['pairs_per_s']:.1f} "
               f"({results['speedup_best_vs_original_way']:.1f}x)", flush=True)
 
+    if args.tiny:
+        results["note"] = ("smoke run of this script with a tiny random model on the CPU (checks that every "
+                           "measurement runs); not a performance result: run --device cuda for those")
     results["targets_h100"] = {"score_end_to_end_pairs_per_s": 120, "generation_batched_tokens_per_s": 1000}
     results["anchors_original_h100"] = ANCHORS_H100
     results["versions"] = environment_versions()
