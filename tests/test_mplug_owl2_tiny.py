@@ -170,6 +170,24 @@ def test_generation_without_cache_gives_the_cached_tokens(tiny):
             mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype)], 1)
             modality = torch.cat([modality, torch.zeros(1, 1, dtype=modality.dtype)], 1)
     assert cached[0, len(seqs[0]):].tolist() == tokens
+    uncached = model.generate(seqs[0][None], images=images[0], use_cache=False, **kw)
+    assert torch.equal(uncached, cached)
+
+
+def test_beam_search_and_several_samples_per_prompt(tiny):
+    model = _load(tiny)
+    seqs, images = _batch()
+    ids, mask = _pad(seqs[:2], "left")
+    pixels = torch.cat(images[:2])
+    kw = {"max_new_tokens": 3, "eos_token_id": None}
+    beams = model.generate(ids, attention_mask=mask, images=pixels, num_beams=3, do_sample=False, **kw)
+    for i, s in enumerate(seqs[:2]):
+        alone = model.generate(s[None], images=images[i], num_beams=3, do_sample=False, **kw)
+        assert beams[i, ids.shape[1]:].tolist() == alone[0, len(s):].tolist()
+    torch.manual_seed(0)
+    sampled = model.generate(ids, attention_mask=mask, images=pixels, do_sample=True, num_return_sequences=2, **kw)
+    assert sampled.shape == (4, ids.shape[1] + 3)
+    assert torch.equal(sampled[:, : ids.shape[1]], ids.repeat_interleave(2, dim=0))
 
 
 def test_bf16_runs_and_follows_float32(tmp_path):

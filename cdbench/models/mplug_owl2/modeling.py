@@ -531,7 +531,10 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
             modality_indicators=mm.modality_indicators, **kwargs,
         )
         new_tokens = out if isinstance(out, torch.Tensor) else out.sequences
-        sequences = torch.cat([input_ids.to(new_tokens.device), new_tokens], dim=1)
+        prompts = input_ids.to(new_tokens.device)
+        if new_tokens.shape[0] != prompts.shape[0]:  # num_return_sequences > 1
+            prompts = prompts.repeat_interleave(new_tokens.shape[0] // prompts.shape[0], dim=0)
+        sequences = torch.cat([prompts, new_tokens], dim=1)
         if isinstance(out, torch.Tensor):
             return sequences
         out.sequences = sequences
