@@ -139,7 +139,7 @@ def fit_logistic(pred: Sequence[float] | np.ndarray, human: Sequence[float] | np
 
                 f = logistic_5pl if kind == "5pl" else logistic_4pl
                 # the reference 4pl budget; the bootstrap's warm-started refits get a smaller one
-                maxfev = 10000 if method == "reference" else 50 * (n_params + 1)
+                maxfev = 10000 if method == "reference" else 20 * (n_params + 1)
                 params, _ = curve_fit(f, x, y, p0=init, maxfev=maxfev)
                 ok, msg = True, "converged"
         except (RuntimeError, ValueError, FloatingPointError, np.linalg.LinAlgError) as e:
