@@ -103,8 +103,7 @@ class CDNetModel(CDModel):
         out = np.empty(len(pairs), dtype=np.float64)
         bar = _progress(len(pairs), progress, "cdnet")
         for idx, maps in self._maps(pairs):
-            for i, m in zip(idx, maps):
-                out[i] = m.double().mean().item()
+            out[idx] = maps.double().mean(dim=(1, 2)).cpu().numpy()  # one transfer per batch
             bar.update(len(idx))
         bar.close()
         return out
@@ -151,8 +150,8 @@ class CDNetModel(CDModel):
         with ctx:
             return self.network.cd_map(x, y, band_rows=self.band_rows).float()
 
-    def _maps(self, pairs: Sequence[Pair]) -> Iterator[tuple[list[int], list[torch.Tensor]]]:
-        """``(indices, maps)`` per forward batch; decoding of the next chunk overlaps the network."""
+    def _maps(self, pairs: Sequence[Pair]) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """``(indices, maps (B, H, W))`` per forward batch; decoding of the next chunk overlaps the network."""
         pairs = list(pairs)
         chunk = max(self.batch_size * 4, 8)
         starts = list(range(0, len(pairs), chunk))
@@ -172,8 +171,7 @@ class CDNetModel(CDModel):
                 for ks in groups.values():
                     for b0 in range(0, len(ks), self.batch_size):
                         part = ks[b0:b0 + self.batch_size]
-                        maps = self._forward([prepared[k] for k in part])
-                        yield [s + k for k in part], list(maps)
+                        yield [s + k for k in part], self._forward([prepared[k] for k in part])
 
 
 def _progress(total: int, enabled: bool, desc: str):
