@@ -24,6 +24,7 @@ _LAZY = {
     "predict_sharded": "cdbench.models.mllm.distributed",
     "shard_range": "cdbench.models.mllm.distributed",
     "build_tiny_llava": "cdbench.models.mllm.tiny",
+    "build_tiny_gemma3": "cdbench.models.mllm.tiny",
 }
 
 __all__ = sorted(_LAZY)
