@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cdbench.cli.score",
     "cdbench.cli.demo",
     "cdbench.cli.leaderboard",
+    "cdbench.cli.reproduce",
     "cdbench.cli.finetune",
 )
 
