@@ -161,6 +161,17 @@ def _tags(page: str) -> list[tuple[str, list]]:
     return found
 
 
+def test_description_table_on_the_page():
+    d = make_entry(_sub("describer", "descriptions"), {"all": {"n": 12, "captions": {"bleu1": 0.41, "meteor": 0.2},
+                                                             "attributes": {"macro_f1": 0.55, "accuracy": 0.6}}})
+    page = render_html(build_board([d, _entry("scorer", 0.8)]))
+    assert 'data-task="descriptions"' in page and 'data-task="scores"' in page
+    assert "Attr. macro-F1" in page and 'data-value="0.55"' in page and "BLEU-1" in page
+    assert "CIDEr" not in page.split('data-task="descriptions"')[1].split("</table>")[0]  # absent metrics: no column
+    md = render_markdown(build_board([d]))
+    assert "| 1 | describer | 0.5500 | 0.6000 | 0.4100 | 0.2000 |" in md
+
+
 def test_markdown_table():
     board = build_board([_entry("a|b", 0.9, 0.91, 20.0), _entry("<c>", 0.5, 0.6, 45.0)])
     md = render_markdown(board).splitlines()

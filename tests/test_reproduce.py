@@ -177,3 +177,14 @@ def test_reproduce_on_the_real_i0249_pairs(shared_data, tmp_path, capsys):
     np.testing.assert_allclose(ours, ref, rtol=2e-4)  # per-pair mean CIEDE2000 agrees with skimage (float64)
     srcc_ref = spearmanr(ref, split["score"])[0]
     assert float(rows[0]["all_srcc"]) == pytest.approx(srcc_ref, abs=1e-12)
+
+
+def test_published_numbers_shown_next_to_a_baseline(tmp_path):
+    (tmp_path / "paper-net.yaml").write_text(
+        "name: PaperNet\nmodel: cdnet\nkind: learned\nweights: option\nreference: a paper, Table 3\n"
+        "tables: [spcd-measures]\npublished:\n  spcd-measures:\n    all: {srcc: 0.8765, plcc: 0.9, stress: 21.5}\n")
+    result = reproduce_table("spcd-measures", tmp_path / "ds", tmp_path / "out", baselines_dir=tmp_path,
+                             progress=False)
+    assert [(r.name, r.status) for r in result.rows] == [("PaperNet", "skipped"), ("PaperNet (published)",
+                                                                                   "published")]
+    assert "| PaperNet (published) | 0.8765 | 0.9000 | 21.50 | \u2014 |" in result.markdown
