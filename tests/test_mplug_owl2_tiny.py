@@ -346,3 +346,25 @@ def test_checkpoint_without_sincos_tables_and_with_old_rotary_buffers_loads(tiny
     for k, v in tables.items():
         assert torch.equal(loaded[k], v), k  # recomputed from the config: the same fixed tables
     assert torch.equal(loaded["lm_head.weight"], state["lm_head.weight"])
+
+
+def test_precomputed_image_features_give_the_same_inputs(tiny):
+    model = _load(tiny)
+    seqs, images = _batch()
+    ids, mask = _pad(seqs, "left")
+    pixels = torch.cat(images)
+    with torch.no_grad():
+        a = model.prepare_multimodal_inputs(ids, mask, pixels)
+        b = model.prepare_multimodal_inputs(ids, mask, image_features=model.encode_images(pixels))
+        logits = model(inputs_embeds=b.inputs_embeds, attention_mask=b.attention_mask, position_ids=b.position_ids,
+                       modality_indicators=b.modality_indicators).logits
+        direct = model(ids, attention_mask=mask, images=pixels).logits
+    for field in ("attention_mask", "position_ids", "modality_indicators"):
+        assert torch.equal(getattr(a, field), getattr(b, field))
+    torch.testing.assert_close(a.inputs_embeds, b.inputs_embeds)
+    torch.testing.assert_close(logits, direct)
+    # positions count the valid rows of each sample from 0; the image rows are consecutive
+    for i in range(len(seqs)):
+        valid = a.attention_mask[i].bool()
+        assert a.position_ids[i][valid].tolist() == list(range(int(valid.sum())))
+        assert int(a.modality_indicators[i].sum()) == model.config.image_tokens * int((seqs[i] == -200).sum())
