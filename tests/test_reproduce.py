@@ -139,6 +139,13 @@ def test_reproduce_on_synthetic_data(tmp_path):
     _check_against_scipy(result, ds, "test", out / "runs", "ciede2000")
     for suffix in ("md", "tex", "csv", "json"):
         assert (out / f"spcd-measures.{suffix}").is_file()
+    # each run leaves a submission the leaderboard accepts as is (schema, dataset, every pair id)
+    from cdbench.leaderboard.scoring import load_split_labels
+    from cdbench.leaderboard.validate import validate_submission
+
+    ref = load_split_labels(ds, "scores", "test").reference
+    result_sub = validate_submission(out / "runs" / "ciede2000" / "scores-test" / "submission.json", ref)
+    assert result_sub.ok, result_sub.lines()
     record = json.loads((out / "spcd-measures.json").read_text())
     assert record["versions"]["cdbench"] and record["split"] == "test"
     # a rerun resumes from the saved predictions (nothing recomputed) and gives the same table
