@@ -1,0 +1,1 @@
+"""An evaluate module folder: evaluate.load(cdbench.hf_evaluate.module_path("cd_correlation"))."""
