@@ -1,0 +1,219 @@
+"""The native CPU kernel of the fused CIEDE2000 path: C compiled at first use, loaded with ctypes.
+
+The C source below is the twin of :func:`cdbench.colour.fused.ciede2000_planes` (same algebra:
+LUT decode, white-folded matrix, cube root as exp(log/3), unit hue vectors, no branches). It is
+compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``) using
+``-O3 -ffast-math -march=native -fopenmp``, so that expf/logf/atan2f/sinf vectorise through glibc's
+libmvec (16 pixels per instruction with AVX-512) and OpenMP spreads blocks of 1024 pixels over
+``torch.get_num_threads()`` threads with dynamic scheduling (robust on a shared, loaded machine).
+The shared library is cached in ``$CDBENCH_CACHE_DIR`` (default ``~/.cache/cdbench``) under a hash
+of the source, flags, compiler and CPU; it is written atomically.
+
+Where no compiler is available or the build fails, :func:`load_kernel` returns None (with one
+warning) and the caller uses the torch path. ctypes releases the GIL during the call, so image
+decoding threads keep running. Its output is checked against the float64 reference in the tests
+(<= 1e-3 per pixel on real photos).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from cdbench.colour.conventions import LabConvention, get_convention
+from cdbench.colour.srgb import srgb_lut
+
+KERNEL_SOURCE = r"""/* Fused uint8 sRGB pair -> CIELAB -> CIEDE2000 map (float32), the C twin of
+ * cdbench.colour.fused.ciede2000_planes: same algebra (unit hue vectors, no branches), compiled
+ * at first use with -O3 -ffast-math so that expf/logf/atan2f/sinf vectorise through glibc's libmvec.
+ * References: CIE 15:2004 (CIELAB); Sharma, Wu & Dalal (2005) eq. (1)-(22) (CIEDE2000). */
+#include <math.h>
+#include <stdint.h>
+
+#define BLOCK 1024
+
+static inline float lab_f(float t, float eps, float slope) {
+    float c = expf(logf(fmaxf(t, 1e-30f)) * (1.0f / 3.0f));
+    return t > eps ? c : slope * t + (16.0f / 116.0f);
+}
+
+void cdb_ciede2000_u8(const uint8_t *restrict x1, const uint8_t *restrict x2, int64_t n,
+                      const float *restrict lut, const float *restrict m, float eps, float slope,
+                      float kL, float kC, float kH, float *restrict out, int nthreads) {
+    const float RAD = 0.017453292519943295f, DEG = 57.29577951308232f;
+    const float P7 = 6103515625.0f; /* 25^7 */
+    const float C30 = 0.8660254037844387f, S30 = 0.5f;
+    const float C6 = 0.9945218953682733f, S6 = 0.10452846326765347f;
+    const float C63 = 0.45399049973954675f, S63 = 0.8910065241883679f;
+    const int64_t nblocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t i0 = blk * BLOCK, i1 = (i0 + BLOCK < n) ? i0 + BLOCK : n;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i) {
+            float r = lut[x1[3 * i]], g = lut[x1[3 * i + 1]], b = lut[x1[3 * i + 2]];
+            float fx = lab_f(m[0] * r + m[1] * g + m[2] * b, eps, slope);
+            float fy = lab_f(m[3] * r + m[4] * g + m[5] * b, eps, slope);
+            float fz = lab_f(m[6] * r + m[7] * g + m[8] * b, eps, slope);
+            const float L1 = 116.0f * fy - 16.0f, a1 = 500.0f * (fx - fy), b1 = 200.0f * (fy - fz);
+            r = lut[x2[3 * i]]; g = lut[x2[3 * i + 1]]; b = lut[x2[3 * i + 2]];
+            fx = lab_f(m[0] * r + m[1] * g + m[2] * b, eps, slope);
+            fy = lab_f(m[3] * r + m[4] * g + m[5] * b, eps, slope);
+            fz = lab_f(m[6] * r + m[7] * g + m[8] * b, eps, slope);
+            const float L2 = 116.0f * fy - 16.0f, a2 = 500.0f * (fx - fy), b2 = 200.0f * (fy - fz);
+
+            const float Cb = 0.5f * (sqrtf(a1 * a1 + b1 * b1) + sqrtf(a2 * a2 + b2 * b2));
+            const float Cb2 = Cb * Cb, Cb7 = Cb2 * Cb2 * Cb2 * Cb;
+            const float g1 = 1.5f - 0.5f * sqrtf(Cb7 / (Cb7 + P7));
+            const float ap1 = g1 * a1, ap2 = g1 * a2;
+            const float Cp1 = sqrtf(ap1 * ap1 + b1 * b1), Cp2 = sqrtf(ap2 * ap2 + b2 * b2);
+            const float inv1 = Cp1 > 0.0f ? 1.0f / fmaxf(Cp1, 1e-30f) : 0.0f;
+            const float inv2 = Cp2 > 0.0f ? 1.0f / fmaxf(Cp2, 1e-30f) : 0.0f;
+            const float u1x = ap1 * inv1, u1y = b1 * inv1, u2x = ap2 * inv2, u2y = b2 * inv2;
+            const float dx = u2x - u1x, dy = u2y - u1y;
+            float cross = u1x * u2y - u1y * u2x;
+            /* bisector: u1 + u2 within 90 degrees, else sign(cross) rot90(u1 - u2); exactly
+               opposite hues: the reference's case of eq. (10) and (14) */
+            const float vx = u1x + u2x, vy = u1y + u2y;
+            const int use_sum = vx * vx + vy * vy >= dx * dx + dy * dy;
+            const int opposite = (cross == 0.0f) & (Cp1 * Cp2 > 0.0f) & !use_sum;
+            const int first_low = (b1 > 0.0f) | ((b1 == 0.0f) & (ap1 > 0.0f));
+            const float ukx = first_low ? u1x : u2x, uky = first_low ? u1y : u2y;
+            const float sgn = cross > 0.0f ? 1.0f : (cross < 0.0f ? -1.0f : 0.0f);
+            const float wx = use_sum ? vx : (opposite ? -uky : sgn * dy);
+            const float wy = use_sum ? vy : (opposite ? ukx : -sgn * dx);
+            cross = opposite ? (first_low ? 1.0f : -1.0f) : cross;
+            const float dHabs = sqrtf(Cp1 * Cp2 * (dx * dx + dy * dy));
+            const float dH = cross < 0.0f ? -dHabs : dHabs;
+            const float nrm2 = wx * wx + wy * wy;
+            const float inv = nrm2 > 0.0f ? 1.0f / sqrtf(fmaxf(nrm2, 1e-30f)) : 0.0f;
+            const float c = nrm2 > 0.0f ? wx * inv : 1.0f, s = wy * inv;
+            const float c2 = c * c - s * s, s2 = 2.0f * c * s;
+            const float c3 = c * c2 - s * s2, s3 = s * c2 + c * s2;
+            const float c4 = c2 * c2 - s2 * s2, s4 = 2.0f * s2 * c2;
+            const float T = 1.0f - 0.17f * (c * C30 + s * S30) + 0.24f * c2 + 0.32f * (c3 * C6 - s3 * S6)
+                            - 0.20f * (c4 * C63 + s4 * S63);
+            float h = atan2f(s, c) * DEG;
+            h = h < 0.0f ? h + 360.0f : h;
+            const float hd = (h - 275.0f) * (1.0f / 25.0f);
+            const float dtheta = 30.0f * expf(-hd * hd);
+            const float Cbp = 0.5f * (Cp1 + Cp2), Cbp2 = Cbp * Cbp, Cbp7 = Cbp2 * Cbp2 * Cbp2 * Cbp;
+            const float RT = -2.0f * sqrtf(Cbp7 / (Cbp7 + P7)) * sinf(dtheta * (2.0f * RAD));
+            const float Lb = 0.5f * (L1 + L2) - 50.0f, Lb2 = Lb * Lb;
+            const float SL = 1.0f + 0.015f * Lb2 / sqrtf(20.0f + Lb2);
+            const float SC = 1.0f + 0.045f * Cbp, SH = 1.0f + 0.015f * Cbp * T;
+            const float lt = (L2 - L1) / (kL * SL), ct = (Cp2 - Cp1) / (kC * SC), ht = dH / (kH * SH);
+            out[i] = sqrtf(fmaxf(lt * lt + ct * ct + ht * ht + RT * ct * ht, 0.0f));
+        }
+    }
+}
+"""
+
+FLAGS = ("-O3", "-ffast-math", "-march=native", "-fPIC", "-shared")
+_LOCK = threading.Lock()
+_STATE: dict[str, object] = {}
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$CDBENCH_CACHE_DIR`` or ``~/.cache/cdbench``."""
+    return Path(os.environ.get("CDBENCH_CACHE_DIR") or Path.home() / ".cache" / "cdbench") / "kernels"
+
+
+def _compiler() -> str | None:
+    for cand in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cand and shutil.which(cand):
+            return shutil.which(cand)
+    return None
+
+
+def _cpu_signature() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _build(cc: str) -> Path:
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    key = hashlib.sha256("\n".join([KERNEL_SOURCE, " ".join(FLAGS), version, _cpu_signature()]).encode()).hexdigest()
+    target = cache_dir() / f"ciede2000-{key[:16]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / "kernel.c"
+        src.write_text(KERNEL_SOURCE)
+        out = Path(tmp) / "kernel.so"
+        errors = []
+        for extra in (["-fopenmp"], []):  # without OpenMP the pragmas are ignored: one thread
+            res = subprocess.run([cc, *FLAGS, *extra, "-o", str(out), str(src), "-lm"], capture_output=True,
+                                 text=True, timeout=300)
+            if res.returncode == 0:
+                os.replace(out, target)
+                return target
+            errors.append(res.stderr.strip()[-300:])
+        raise RuntimeError("; ".join(errors))
+
+
+def load_kernel():
+    """The compiled ``cdb_ciede2000_u8`` function, or None where it cannot be built (warns once)."""
+    with _LOCK:
+        if "fn" in _STATE:
+            return _STATE["fn"]
+        fn = None
+        if os.environ.get("CDBENCH_COMPILE", "1").lower() not in ("0", "false", "no", "off"):
+            cc = _compiler()
+            try:
+                if cc is None:
+                    raise RuntimeError("no C compiler found (set $CC)")
+                lib = ctypes.CDLL(str(_build(cc)))
+                fn = lib.cdb_ciede2000_u8
+                fn.restype = None
+                p, f32 = ctypes.c_void_p, ctypes.c_float
+                fn.argtypes = [p, p, ctypes.c_int64, p, p, f32, f32, f32, f32, f32, p, ctypes.c_int]
+            except Exception as err:  # noqa: BLE001 - any build/load problem: the torch path is used
+                warnings.warn(f"cdbench: the native CIEDE2000 kernel is unavailable ({str(err)[:300]}); "
+                              "using the torch path", stacklevel=2)
+                fn = None
+        _STATE["fn"] = fn
+        return fn
+
+
+def native_ciede2000_map(img1: torch.Tensor, img2: torch.Tensor, *, convention: str | LabConvention = "cie",
+                         kL: float = 1.0, kC: float = 1.0, kH: float = 1.0,
+                         threads: int | None = None) -> torch.Tensor | None:
+    """(H, W) float32 CIEDE2000 map of two (H, W, 3) uint8 CPU tensors, or None without the kernel."""
+    fn = load_kernel()
+    if fn is None:
+        return None
+    conv = get_convention(convention)
+    a = img1.contiguous()
+    b = img2.contiguous()
+    h, w, _ = a.shape
+    out = torch.empty(h * w, dtype=torch.float32)
+    lut = srgb_lut(dtype=torch.float32, device="cpu", convention=conv).contiguous()
+    m = torch.tensor(conv.lab_matrix, dtype=torch.float32).reshape(-1).contiguous()
+    fn(a.data_ptr(), b.data_ptr(), h * w, lut.data_ptr(), m.data_ptr(), conv.lab_epsilon, conv.lab_slope,
+       float(kL), float(kC), float(kH), out.data_ptr(), int(threads or torch.get_num_threads()))
+    return out.reshape(h, w)
+
+
+def available() -> bool:
+    """Whether the native kernel can be used on this machine."""
+    return load_kernel() is not None
+
+
+__all__ = ["KERNEL_SOURCE", "available", "cache_dir", "load_kernel", "native_ciede2000_map"]
