@@ -368,3 +368,53 @@ def test_precomputed_image_features_give_the_same_inputs(tiny):
         valid = a.attention_mask[i].bool()
         assert a.position_ids[i][valid].tolist() == list(range(int(valid.sum())))
         assert int(a.modality_indicators[i].sum()) == model.config.image_tokens * int((seqs[i] == -200).sum())
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_folder(tmp_path_factory):
+    """A LLaMA-style sentencepiece ``tokenizer.model`` folder, as the released checkpoints ship."""
+    spm = pytest.importorskip("sentencepiece")
+    pytest.importorskip("google.protobuf", reason="transformers needs protobuf to convert tokenizer.model")
+    from cdbench.models.mplug_owl2.tiny import _corpus
+
+    folder = tmp_path_factory.mktemp("spm")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(_corpus(list(LEVELS)) + ["What is shown?\nThe image shows 123 cats, 4.5% üñ ✓"]))
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(folder / "tokenizer"), vocab_size=400, model_type="bpe",
+        byte_fallback=True, split_digits=True, add_dummy_prefix=True, remove_extra_whitespaces=False,
+        normalization_rule_name="identity", unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0,
+        minloglevel=2)
+    corpus.unlink()
+    (folder / "tokenizer.vocab").unlink()
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "clean_up_tokenization_spaces": False, "legacy": False, "model_max_length": 2048, "pad_token": None,
+        "padding_side": "right", "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer"}))
+    return folder
+
+
+def test_sentencepiece_folder_tokenizes_as_the_original(sentencepiece_folder):
+    """The original (transformers 4.36, slow LlamaTokenizer) gives [BOS] + sentencepiece ids for plain text,
+    also for text that starts with a space (the chunk after the images in CD-Reasoning's prompt)."""
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    from cdbench.models.mplug_owl2.tokenization import load_tokenizer
+
+    sp = spm.SentencePieceProcessor(model_file=str(sentencepiece_folder / "tokenizer.model"))
+    tok = load_tokenizer(sentencepiece_folder)
+    texts = ["USER: ", " ASSISTANT: The color difference between these two images is", "\nRate the color.",
+             "  two  spaces", "What is shown?\nThe image shows 123 cats, 4.5% üñ ✓", "moderate", " severe", ""]
+    for text in texts:
+        assert tok(text).input_ids == [1, *sp.encode(text)], text
+        assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
+    plain = AutoTokenizer.from_pretrained(sentencepiece_folder)  # transformers 5 alone drops a "▁" here
+    assert plain(" ASSISTANT:").input_ids != [1, *sp.encode(" ASSISTANT:")]
+    # tokenizer_image_token makes a plain tokenizer compatible itself
+    prompt = build_prompt("Compare the colors.\n<|image|><|image|>", "The color difference between these two "
+                          "images is")
+    ids = tokenizer_image_token(prompt, plain)
+    k = ids.index(IMAGE_TOKEN_INDEX)
+    assert ids[:k] == [1, *sp.encode(prompt.split("<|image|>")[0])]
+    assert ids[k + 2:] == sp.encode(prompt.split("<|image|>")[2])

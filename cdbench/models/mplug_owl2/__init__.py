@@ -30,6 +30,8 @@ _EXPORTS = {
     "build_prompt": "conversation",
     "tokenizer_image_token": "conversation",
     "DEFAULT_IMAGE_TOKEN": "conversation",
+    "load_tokenizer": "tokenization",
+    "sentencepiece_compatible": "tokenization",
 }
 
 __all__ = [*_EXPORTS, "register_auto_classes"]

@@ -80,8 +80,13 @@ def tokenizer_image_token(prompt: str, tokenizer, image_token_index: int = IMAGE
 
     Each text chunk is tokenised on its own; when the first chunk starts with BOS, one BOS is kept and
     the first token of every chunk is dropped (the BOS the tokenizer adds to each chunk), exactly as
-    the original does.
+    the original does. A transformers-5 LLaMA tokenizer is first made
+    :func:`~cdbench.models.mplug_owl2.tokenization.sentencepiece_compatible` (in place), so chunks that
+    start with a space get the original's ids.
     """
+    from cdbench.models.mplug_owl2.tokenization import sentencepiece_compatible
+
+    sentencepiece_compatible(tokenizer)
     chunks = [tokenizer(c).input_ids if len(c) > 0 else [] for c in prompt.split(image_token)]
     ids: list[int] = []
     offset = 0
