@@ -313,7 +313,8 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
     # ----------------------------------------------------------------------------------- images
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``pixel_values`` (N, 3, S, S) -> image features (N, Q + 1, H): the rows that replace a -200."""
-        vision = self.model.vision_model(pixel_values.to(self.model.vision_model.embeddings.patch_embed.weight.dtype))
+        weight = self.model.vision_model.embeddings.patch_embed.weight
+        vision = self.model.vision_model(pixel_values.to(device=weight.device, dtype=weight.dtype))
         return self.model.visual_abstractor(vision)
 
     def _image_feature_blocks(self, images) -> list[torch.Tensor]:
