@@ -148,7 +148,7 @@ def score_predictions(predictions: str | os.PathLike | Mapping | Iterable, datas
                            "ci": "scene bootstrap, percentile 95%", "stress_on": stress_on}
     else:
         from cdbench.metrics.attribute_accuracy import attribute_accuracy
-        from cdbench.metrics.captions import caption_metrics
+        from cdbench.metrics.captions import CaptionScorer
 
         ids = [labels["pair_id"][i] for i in rows]
         texts = [pred[p] for p in ids]
@@ -157,17 +157,18 @@ def score_predictions(predictions: str | os.PathLike | Mapping | Iterable, datas
         aligned = _aligned(labels, rows)
         masks = subset_masks(aligned)
         out["subsets"] = {}
-        for name in SUBSETS:
-            idx = np.flatnonzero(masks[name])
-            if idx.size == 0:
-                out["subsets"][name] = {"n": 0}
-                continue
-            sub_t, sub_r = [texts[i] for i in idx], [refs[i] for i in idx]
-            out["subsets"][name] = {
-                "n": int(idx.size),
-                "captions": caption_metrics(sub_t, sub_r, bertscore_model=bertscore_model, device=device),
-                "attributes": attribute_accuracy(sub_t, [attr_refs[i] for i in idx]),
-            }
+        with CaptionScorer(bertscore_model=bertscore_model, device=device) as scorer:
+            for name in SUBSETS:
+                idx = np.flatnonzero(masks[name])
+                if idx.size == 0:
+                    out["subsets"][name] = {"n": 0}
+                    continue
+                sub_t, sub_r = [texts[i] for i in idx], [refs[i] for i in idx]
+                out["subsets"][name] = {
+                    "n": int(idx.size),
+                    "captions": scorer.score(sub_t, sub_r),
+                    "attributes": attribute_accuracy(sub_t, [attr_refs[i] for i in idx]),
+                }
         out["settings"] = {"bertscore_model": out["subsets"]["all"]["captions"]["settings"].get("bertscore", {})
                            .get("model")}
     out["versions"] = environment_versions()

@@ -13,7 +13,7 @@ The stable API::
 
 from cdbench.metrics.attribute_accuracy import attribute_accuracy, macro_f1
 from cdbench.metrics.bootstrap import bootstrap_ci, scene_groups
-from cdbench.metrics.captions import CAPTION_METRICS, caption_metrics
+from cdbench.metrics.captions import CAPTION_METRICS, CaptionScorer, caption_metrics
 from cdbench.metrics.correlation import MetricWarning, correlation_metrics, krcc, pearson, rmse, srcc
 from cdbench.metrics.logistic import FIT_KINDS, LogisticFit, fit_logistic, logistic_4pl, logistic_5pl
 from cdbench.metrics.stress import compare_stress, stress, stress_f_test
@@ -27,7 +27,7 @@ from cdbench.metrics.subsets import (
 )
 
 __all__ = [
-    "CAPTION_METRICS", "attribute_accuracy", "caption_metrics", "macro_f1",
+    "CAPTION_METRICS", "CaptionScorer", "attribute_accuracy", "caption_metrics", "macro_f1",
     "FIT_KINDS", "LogisticFit", "MetricWarning", "SCORE_METRICS", "SUBSETS", "bootstrap_ci", "compare_stress",
     "correlation_metrics", "fit_logistic", "krcc", "logistic_4pl", "logistic_5pl", "pearson", "rmse",
     "scene_groups", "score_metrics", "srcc", "stress", "stress_f_test", "stress_predictions", "subset_masks",

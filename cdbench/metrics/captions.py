@@ -125,22 +125,17 @@ def resolve_bertscore_model(model: str | None = None, num_layers: int | None = N
     return model, int(num_layers)
 
 
+def _bertscore_name(model: str) -> str:
+    return (f"sentence-transformers/all-MiniLM-L6-v2 (offline weights of {OFFLINE_BERTSCORE_PACKAGE})"
+            if model == offline_bertscore_model() else model)
+
+
 def bertscore(candidates: Sequence[str], references: Sequence[str], model: str | None = None,
               num_layers: int | None = None, device: str | None = None, batch_size: int = 32) -> dict:
     """BERTScore precision/recall/F1 (means over items, and per item) and the model settings."""
-    import bert_score
-
-    model, num_layers = resolve_bertscore_model(model, num_layers)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p, r, f = bert_score.score(list(candidates), list(references), model_type=model, num_layers=num_layers,
-                                   device=device or "cpu", batch_size=batch_size, verbose=False)
-    name = (f"sentence-transformers/all-MiniLM-L6-v2 (offline weights of {OFFLINE_BERTSCORE_PACKAGE})"
-            if model == offline_bertscore_model() else model)
-    return {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean()),
-            "f1_per_item": [float(v) for v in f],
-            "settings": {"model": name, "num_layers": num_layers, "idf": False, "rescale_with_baseline": False,
-                         "bert_score": _version("bert-score")}}
+    with CaptionScorer(bertscore_model=model, bertscore_layers=num_layers, device=device, use_meteor=False,
+                       batch_size=batch_size) as scorer:
+        return scorer.bertscore(candidates, references)
 
 
 def _version(dist: str) -> str | None:
@@ -152,62 +147,124 @@ def _version(dist: str) -> str | None:
         return None
 
 
+class CaptionScorer:
+    """Caption metrics with their back-ends started once (one METEOR JVM, one BERTScore model) for
+    several calls, e.g. the subsets of one evaluation. Use as a context manager, or ``close()``."""
+
+    def __init__(self, *, bertscore_model: str | None = None, bertscore_layers: int | None = None,
+                 device: str | None = None, use_bertscore: bool = True, use_meteor: bool = True,
+                 batch_size: int = 32):
+        _need_pycocoevalcap()
+        self.bertscore_model, self.bertscore_layers = bertscore_model, bertscore_layers
+        self.device, self.batch_size = device or "cpu", batch_size
+        self.use_bertscore, self.use_meteor = use_bertscore, use_meteor
+        self._meteor = None
+        self._bert = None
+        self._bert_settings: dict = {}
+
+    def __enter__(self) -> CaptionScorer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the METEOR process and drop the BERTScore model."""
+        if self._meteor is not None:
+            p = self._meteor.meteor_p
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+            p.kill()
+            p.wait()
+            self._meteor = None
+        self._bert = None
+
+    def _meteor_scorer(self):
+        if self._meteor is None:
+            from pycocoevalcap.meteor.meteor import Meteor
+
+            self._meteor = Meteor()
+        return self._meteor
+
+    def bertscore(self, candidates: Sequence[str], references: Sequence[str]) -> dict:
+        """BERTScore P/R/F1 means, per-item F1 and settings, with the scorer's model."""
+        if self._bert is None:
+            import bert_score
+
+            model, layers = resolve_bertscore_model(self.bertscore_model, self.bertscore_layers)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._bert = bert_score.BERTScorer(model_type=model, num_layers=layers, device=self.device,
+                                                   batch_size=self.batch_size)
+            self._bert_settings = {"model": _bertscore_name(model), "num_layers": layers, "idf": False,
+                                   "rescale_with_baseline": False, "bert_score": _version("bert-score")}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p, r, f = self._bert.score(list(candidates), list(references), verbose=False)
+        return {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean()),
+                "f1_per_item": [float(v) for v in f], "settings": dict(self._bert_settings)}
+
+    def score(self, candidates: Sequence[str], references: Sequence[str | Sequence[str]]) -> dict:
+        """See :func:`caption_metrics`."""
+        if len(candidates) != len(references):
+            raise ValueError(f"{len(candidates)} candidates but {len(references)} references")
+        nan = math.nan
+        out: dict = {"n": len(candidates), **dict.fromkeys(
+            ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider", "bertscore_precision",
+             "bertscore_recall", "bertscore_f1"), nan)}
+        settings: dict = {"cider": "CIDEr-D (pycocoevalcap)", "bleu": "corpus BLEU, closest reference length",
+                          "pycocoevalcap": _version("pycocoevalcap")}
+        out["settings"] = settings
+        if not candidates:
+            warnings.warn("caption metrics are NaN: no descriptions", MetricWarning, stacklevel=3)
+            return out
+        refs = [[r] if isinstance(r, str) else list(r) for r in references]
+        ids = [str(i) for i in range(len(candidates))]
+        both, tok_name = tokenize({**{f"r{i}": [str(x) for x in r] for i, r in zip(ids, refs)},
+                                   **{f"c{i}": [str(c)] for i, c in zip(ids, candidates)}})
+        gts = {i: both[f"r{i}"] for i in ids}
+        res = {i: both[f"c{i}"] for i in ids}
+        settings["tokenizer"] = tok_name
+
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+        from pycocoevalcap.rouge.rouge import Rouge
+
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+        out.update({f"bleu{i + 1}": float(b) for i, b in enumerate(bleu)})
+        out["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
+        out["cider"] = float(Cider().compute_score(gts, res)[0])
+        if self.use_meteor:
+            if shutil.which("java"):
+                out["meteor"] = float(self._meteor_scorer().compute_score(gts, res)[0])
+                settings["meteor"] = "METEOR 1.5 jar (pycocoevalcap; -l en -norm)"
+            else:
+                warnings.warn("METEOR is NaN: Java is not installed (apt install default-jre)", MetricWarning,
+                              stacklevel=3)
+        if self.use_bertscore:
+            bs = self.bertscore(candidates, [r[0] for r in refs])
+            out.update(bertscore_precision=bs["precision"], bertscore_recall=bs["recall"], bertscore_f1=bs["f1"])
+            settings["bertscore"] = bs["settings"]
+        return out
+
+
 def caption_metrics(candidates: Sequence[str], references: Sequence[str | Sequence[str]], *,
                     bertscore_model: str | None = None, bertscore_layers: int | None = None,
-                    device: str | None = None, use_bertscore: bool = True, use_meteor: bool = True) -> dict:
+                    device: str | None = None, use_bertscore: bool = True, use_meteor: bool = True,
+                    scorer: CaptionScorer | None = None) -> dict:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D and BERTScore of ``candidates`` against ``references``.
 
     ``references[i]`` is one reference text or a list of them (all used by the COCO metrics;
     BERTScore uses the first). Returns ``{"n", "bleu1".."bleu4", "meteor", "rouge_l", "cider",
     "bertscore_precision", "bertscore_recall", "bertscore_f1", "settings": {...}}`` (scores in 0..1,
-    CIDEr in 0..10). METEOR is NaN with a warning when Java is not installed.
+    CIDEr in 0..10). METEOR is NaN with a warning when Java is not installed. Pass a
+    :class:`CaptionScorer` to reuse its METEOR process and BERTScore model across calls.
     """
-    _need_pycocoevalcap()
-    if len(candidates) != len(references):
-        raise ValueError(f"{len(candidates)} candidates but {len(references)} references")
-    nan = math.nan
-    out: dict = {"n": len(candidates), **{k: nan for k in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l",
-                                                           "cider", "bertscore_precision", "bertscore_recall",
-                                                           "bertscore_f1")}}
-    settings: dict = {"cider": "CIDEr-D (pycocoevalcap)", "bleu": "corpus BLEU, closest reference length",
-                      "pycocoevalcap": _version("pycocoevalcap")}
-    out["settings"] = settings
-    if not candidates:
-        warnings.warn("caption metrics are NaN: no descriptions", MetricWarning, stacklevel=2)
-        return out
-    refs = [[r] if isinstance(r, str) else list(r) for r in references]
-    ids = [str(i) for i in range(len(candidates))]
-    gts, tok_name = tokenize({i: [str(x) for x in r] for i, r in zip(ids, refs)})
-    res, _ = tokenize({i: [str(c)] for i, c in zip(ids, candidates)})
-    settings["tokenizer"] = tok_name
-
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-
-    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-        bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    out.update({f"bleu{i + 1}": float(b) for i, b in enumerate(bleu)})
-    out["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
-    out["cider"] = float(Cider().compute_score(gts, res)[0])
-    if use_meteor:
-        if shutil.which("java"):
-            from pycocoevalcap.meteor.meteor import Meteor
-
-            meteor = Meteor()
-            try:
-                out["meteor"] = float(meteor.compute_score(gts, res)[0])
-            finally:
-                meteor.meteor_p.stdin.close()
-                meteor.meteor_p.kill()
-                meteor.meteor_p.wait()
-            settings["meteor"] = "METEOR 1.5 jar (pycocoevalcap; -l en -norm)"
-        else:
-            warnings.warn("METEOR is NaN: Java is not installed (apt install default-jre)", MetricWarning,
-                          stacklevel=2)
-    if use_bertscore:
-        bs = bertscore(candidates, [r[0] for r in refs], bertscore_model, bertscore_layers, device)
-        out.update(bertscore_precision=bs["precision"], bertscore_recall=bs["recall"], bertscore_f1=bs["f1"])
-        settings["bertscore"] = bs["settings"]
-    return out
-
+    if scorer is not None:
+        return scorer.score(candidates, references)
+    with CaptionScorer(bertscore_model=bertscore_model, bertscore_layers=bertscore_layers, device=device,
+                       use_bertscore=use_bertscore, use_meteor=use_meteor) as own:
+        return own.score(candidates, references)
