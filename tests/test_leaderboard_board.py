@@ -313,3 +313,32 @@ def test_submit_render_rebuild_end_to_end(synthetic_dataset, tmp_path, capsys):
     assert main(["leaderboard", "render", "--board", str(board_dir), "--out", str(tmp_path / "site")]) == 0
     page = (tmp_path / "site" / "index.html").read_text()
     assert page.count("<tr><td") == 3 and (tmp_path / "site" / "leaderboard.md").is_file()
+
+
+@pytest.mark.slow
+def test_submit_descriptions_end_to_end(tmp_path):
+    """A descriptions submission is scored with the caption and attribute metrics and ranked."""
+    from cdbench.data.dataset import dataset_info, open_split
+    from cdbench.data.synthetic import make_synthetic_mspcd, make_synthetic_spcd
+
+    make_synthetic_spcd(tmp_path / "raw", n_scenes=2, size=16, seed=1)
+    make_synthetic_mspcd(tmp_path / "ann", tmp_path / "raw", seed=1, n_describe=2)
+    ds = tmp_path / "mds"
+    assert main(["build", "m-spcd", "--spcd", str(tmp_path / "raw"), "--annotations", str(tmp_path / "ann"),
+                 "--out", str(ds), "--labels-only"]) == 0
+    split = open_split(ds, "descriptions", "test")
+    name = dataset_info(ds)["name"]
+    subs = {"copies-the-reference": list(split["reference"]),
+            "says-little": ["The images differ slightly."] * len(split)}
+    for model, texts in subs.items():
+        sub = {"schema_version": 1, "model": {"name": model, "kind": "other"},
+               "dataset": {"name": name, "config": "descriptions", "split": "test"},
+               "predictions": [{"pair_id": p, "text": t} for p, t in zip(split["pair_id"], texts)]}
+        assert main(["leaderboard", "submit", _write(tmp_path / f"{model}.json", sub), "--dataset", str(ds),
+                     "--board", str(tmp_path / "board")]) == 0
+    board = load_board(tmp_path / "board")
+    top, low = board["entries"]
+    assert (top["model"]["name"], top["rank"], low["rank"]) == ("copies-the-reference", 1, 2)
+    assert find_metric(top["metrics"], "macro_f1") == 1.0 and find_metric(top["metrics"], "meteor") == 1.0
+    assert find_metric(low["metrics"], "macro_f1") < 1.0
+    assert "significance" not in top and "scatter" not in top
