@@ -289,9 +289,12 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     for epoch in range(epoch0, n_epochs):
         if global_step >= total:
             break
-        sampler.set_epoch(epoch)
         skip = consumed if epoch == epoch0 else 0
-        batches = iter(accelerator.skip_first_batches(loader, skip) if skip else loader)
+        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+        sampler.set_epoch(epoch)
+        if hasattr(epoch_loader, "set_epoch"):  # accelerate's loaders re-seed the sampler with their own counter
+            epoch_loader.set_epoch(epoch)
+        batches = iter(epoch_loader)
         micro = skip
         while global_step < total:
             window = list(islice(batches, k))

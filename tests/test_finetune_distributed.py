@@ -1,0 +1,131 @@
+"""Fine-tuning runs that must reach the same weights as a reference run: resumed after a stop at a
+mid-run checkpoint, and split over two CPU processes (gloo) with the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+pytest.importorskip("accelerate")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from cdbench.errors import DataError  # noqa: E402
+from cdbench.finetune.config import FinetuneConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("finetune-dist")
+
+
+@pytest.fixture(scope="module")
+def dataset(workdir) -> Path:
+    from cdbench.builders import build_mspcd
+    from cdbench.data.synthetic import make_synthetic_mspcd, make_synthetic_spcd
+
+    make_synthetic_spcd(workdir / "spcd", n_scenes=3, size=32)
+    make_synthetic_mspcd(workdir / "ann", workdir / "spcd", with_train=True)
+    return build_mspcd(workdir / "spcd", workdir / "ann", workdir / "ds", progress=False)
+
+
+@pytest.fixture(scope="module")
+def mplug(workdir) -> Path:
+    from cdbench.models.mplug_owl2.tiny import build_tiny_mplug_owl2
+
+    return build_tiny_mplug_owl2(workdir / "mplug", seed=4, image_size=28, hidden_size=32, num_queries=4)
+
+
+def _checkpoint_weights(out: Path, step: int) -> dict:
+    return load_file(str(out / "checkpoints" / f"step-{step:08d}" / "model.safetensors"))
+
+
+def test_resume_from_a_mid_run_checkpoint_reaches_the_uninterrupted_weights(mplug, dataset, workdir):
+    from cdbench.finetune import run_finetune
+
+    common = dict(model=str(mplug), dataset=str(dataset), precision="fp32", per_device_batch_size=4,
+                  dataloader_num_workers=0, progress=False, gradient_checkpointing=False, lora_r=4, lora_alpha=8,
+                  lora_dropout=0.1, learning_rate=1e-3, max_steps=5, save_steps=2, save_total_limit=None,
+                  export=())
+    full = workdir / "uninterrupted"
+    run_finetune(FinetuneConfig(out=str(full), **common))
+    # "kill" after the step-2 checkpoint: keep only what existed then (the log and a torn line included)
+    stopped = workdir / "stopped"
+    shutil.copytree(full, stopped)
+    for d in (stopped / "checkpoints").iterdir():
+        if d.name != "step-00000002":
+            shutil.rmtree(d)
+    log = (stopped / "train_log.jsonl").read_text().splitlines()
+    (stopped / "train_log.jsonl").write_text("\n".join(log[:3]) + "\n" + log[3][:10])
+    result = run_finetune(FinetuneConfig(out=str(stopped), **common))
+    assert result.global_step == 5
+    a, b = _checkpoint_weights(full, 5), _checkpoint_weights(stopped, 5)
+    assert set(a) == set(b) and all("lora_" in k or "visual_abstractor" in k for k in a)  # trained params only
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+    steps = [json.loads(x)["step"] for x in (stopped / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+    # a rerun of a finished run trains nothing more
+    again = run_finetune(FinetuneConfig(out=str(stopped), **common))
+    assert again.global_step == 5
+    # a different global micro-batch cannot resume the run
+    with pytest.raises(DataError, match="resume with the same"):
+        run_finetune(FinetuneConfig(out=str(stopped), **{**common, "per_device_batch_size": 2}))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(*args: str, nproc: int, out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-addr",
+                "127.0.0.1", "--master-port", str(_free_port())] if nproc > 1 else [sys.executable]
+    cmd = [*launcher, "-m", "cdbench", "finetune", *args, "--out", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_two_cpu_processes_match_one_process_with_the_same_global_batch(mplug, dataset, workdir):
+    """``torchrun --nproc_per_node 2`` (gloo) with 2 items per process == 1 process with 4 items."""
+    common = ["--model", str(mplug), "--dataset", str(dataset), "--precision", "fp32", "--max-steps", "3",
+              "--lora-r", "4", "--lora-alpha", "8", "--lora-dropout", "0", "--lr", "1e-3", "--workers", "0",
+              "--no-progress", "--no-gradient-checkpointing", "--export", "merged"]
+    one, two = workdir / "one", workdir / "two"
+    r1 = _cli(*common, "--batch-size", "4", nproc=1, out=one)
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    r2 = _cli(*common, "--batch-size", "2", nproc=2, out=two)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    log1 = [json.loads(x) for x in (one / "train_log.jsonl").read_text().splitlines()]
+    log2 = [json.loads(x) for x in (two / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log2] == [1, 2, 3]  # one writer
+    assert [r["samples"] for r in log2] == [4, 4, 4] and [r["tokens"] for r in log2] == [r["tokens"] for r in log1]
+    for x, y in zip(log1, log2):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-5, abs=1e-6)
+    a, b = load_file(str(one / "merged" / "model.safetensors")), load_file(str(two / "merged" / "model.safetensors"))
+    base = load_file(str(mplug / "model.safetensors"))
+    moved = max(float((a[k] - base[k]).abs().max()) for k in a)
+    assert moved > 1e-3  # training changed the weights ...
+    for k in a:  # ... and both runs changed them the same way (float32 reduction order aside)
+        torch.testing.assert_close(b[k], a[k], atol=1e-4, rtol=0)
+
+
+def test_cli_reports_missing_inputs_in_one_line(tmp_path):
+    from cdbench.cli import main
+
+    assert main(["finetune", "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("lora_r: 8\nbogus: 1\n")
+    assert main(["finetune", "--config", str(cfg), "--model", "m", "--dataset", "d", "--out", "o"]) == 2
