@@ -435,24 +435,29 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
+        past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         images=None,
-        modality_indicators: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        *,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        modality_indicators: torch.Tensor | None = None,
         logits_to_keep: int = 0,
-        past_key_values: Cache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
-        """Drop-in for the original ``forward``: ``input_ids`` may hold -200 image placeholders, ``images`` a
-        stacked (N, 3, S, S) tensor or a list of per-sample frame tensors; logits cover the expanded rows.
-        ``past_key_values`` is accepted as the old name of ``cache``."""
+        """Drop-in for the original ``forward`` (same positional order): ``input_ids`` may hold -200 image
+        placeholders, ``images`` a stacked (N, 3, S, S) tensor or a list of per-sample frame tensors; the
+        logits cover the expanded rows. ``past_key_values`` is the old name of ``cache``. Also accepts
+        precomputed ``inputs_embeds`` with ``modality_indicators`` and ``position_ids``
+        (:meth:`prepare_multimodal_inputs`), and ``logits_to_keep`` (last rows only)."""
         cache = past_key_values if cache is None else cache
-        kwargs.pop("output_attentions", None)
+        if output_attentions:
+            raise ModelError("output_attentions is not supported (use attn_implementation='eager' and hooks)")
         past = cache.get_seq_length() if isinstance(cache, Cache) else 0
         if input_ids is not None and bool((input_ids == IMAGE_TOKEN_INDEX).any()):
             if past:
