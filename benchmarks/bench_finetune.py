@@ -67,9 +67,14 @@ def build_model(tiny: bool, device: str, dtype: torch.dtype):
         config = MPLUGOwl2Config()
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    with torch.device(device):
-        model = MPLUGOwl2LlamaForCausalLM(config).to(dtype)
-    return model
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # initialise in the storage dtype: no float32 copy of 7B weights
+    try:
+        with torch.device(device):
+            model = MPLUGOwl2LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    return model.to(dtype)
 
 
 def make_batch(config, batch_size: int, device: str, seed: int = 0) -> dict:
