@@ -195,6 +195,7 @@ def test_pixel_values_from_raw_images_with_the_preprocessor_config(fixture_dir, 
 
     one = plain(Image.fromarray(raw[0]))  # a single PIL image
     torch.testing.assert_close(one, golden["pixel_values"][:1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain(golden["raw_images"]), golden["pixel_values"], atol=1e-5, rtol=0)  # (N,H,W,3)
 
 
 @pytest.mark.gpu

@@ -165,8 +165,9 @@ class MPLUGOwl2ImageProcessor:
 
     def __call__(self, images, return_tensors: str = "pt"):
         """``pixel_values`` (N, 3, S, S) float32 (a torch tensor, or numpy with ``return_tensors="np"``)."""
-        single = not isinstance(images, (list, tuple))
-        items = [images] if single else list(images)
+        if getattr(images, "ndim", None) == 4:  # a (N, H, W, 3) array / tensor batch
+            images = list(images)
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
         if not items:
             raise ModelError("no images to preprocess")
         if len(items) > 1 and self.workers > 1:
