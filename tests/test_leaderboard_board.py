@@ -342,3 +342,17 @@ def test_submit_descriptions_end_to_end(tmp_path):
     assert find_metric(top["metrics"], "macro_f1") == 1.0 and find_metric(top["metrics"], "meteor") == 1.0
     assert find_metric(low["metrics"], "macro_f1") < 1.0
     assert "significance" not in top and "scatter" not in top
+
+
+def test_concurrent_submits_keep_every_entry(tmp_path):
+    """Six processes add entries at once: the lock serialises read-modify-write, none is lost."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from cdbench.leaderboard.board import add_entry, make_entry; name = sys.argv[1]; "
+            "sub = {'schema_version': 1, 'model': {'name': name}, 'dataset': {'name': 'm-spcd', "
+            "'config': 'descriptions', 'split': 'test'}, 'predictions': [{'pair_id': 'a+b', 'text': 'x'}]}; "
+            f"add_entry({str(tmp_path)!r}, make_entry(sub, {{'all': {{'macro_f1': 0.5}}}}), sub)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, f"m{i}"]) for i in range(6)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 6
+    assert sorted(e["model"]["name"] for e in load_board(tmp_path)["entries"]) == [f"m{i}" for i in range(6)]

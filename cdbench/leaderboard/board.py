@@ -19,7 +19,8 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from cdbench.io import atomic_write_json
 
 BOARD_VERSION = 1
 BOARD_FILE = "board.json"
+LOCK_FILE = ".board.lock"
 SUBMISSIONS_DIR = "submissions"
 SUBSETS: tuple[str, ...] = ("all", "aligned", "not_aligned")
 MAX_SCATTER_POINTS = 600
@@ -218,14 +220,40 @@ def load_board(board_dir: str | Path) -> dict:
     return board
 
 
+@contextmanager
+def board_lock(board_dir: str | Path) -> Iterator[None]:
+    """An exclusive lock on the board folder (``.board.lock``, ``flock``) for read-modify-write
+    updates, so two submits at the same time cannot lose one another's entry. Where ``fcntl`` is
+    not available (Windows) updates are still atomic but not serialised."""
+    board_dir = Path(board_dir)
+    board_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(board_dir / LOCK_FILE, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def add_entry(board_dir: str | Path, entry: Mapping[str, Any], submission: Mapping[str, Any] | None = None,
               replace: bool = False) -> dict:
-    """Add ``entry`` (and store its ``submission``) to the board in ``board_dir``, atomically.
+    """Add ``entry`` (and store its ``submission``) to the board in ``board_dir``, atomically and
+    under :func:`board_lock`.
 
     An entry for the same model name, task, dataset and split is replaced only with ``replace``;
     otherwise :class:`DataError`. Returns the new board.
     """
-    board_dir = Path(board_dir)
+    with board_lock(board_dir):
+        return _add_entry(Path(board_dir), entry, submission, replace)
+
+
+def _add_entry(board_dir: Path, entry: Mapping[str, Any], submission: Mapping[str, Any] | None,
+               replace: bool) -> dict:
     board = load_board(board_dir)
     entry = dict(entry)
     old = [e for e in board["entries"] if entry_key(e) == entry_key(entry)]

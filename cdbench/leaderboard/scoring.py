@@ -75,12 +75,13 @@ def rebuild_board(board_dir: str | os.PathLike, dataset_dir: str | os.PathLike, 
 
     from cdbench.errors import DataError
     from cdbench.io import atomic_write_json
-    from cdbench.leaderboard.board import BOARD_FILE, _inside, build_board, load_board, make_entry
+    from cdbench.leaderboard.board import BOARD_FILE, _inside, board_lock, build_board, load_board, make_entry
     from cdbench.leaderboard.validate import validate_submission
 
     board_dir = Path(board_dir)
     entries = []
-    for old in load_board(board_dir)["entries"]:
+    before = load_board(board_dir)["entries"]
+    for old in before:
         rel = (old.get("submission") or {}).get("file")
         if not rel or not _inside(board_dir, rel) or not (board_dir / rel).is_file():
             raise DataError(f"{board_dir}: the submission of {old['model']['name']!r} is missing ({rel})")
@@ -97,5 +98,8 @@ def rebuild_board(board_dir: str | os.PathLike, dataset_dir: str | os.PathLike, 
         entries.append(entry)
     board = build_board(entries)
     if write:
-        atomic_write_json(board_dir / BOARD_FILE, board)
+        with board_lock(board_dir):
+            if load_board(board_dir)["entries"] != before:
+                raise DataError(f"{board_dir}: the board changed while it was being rebuilt; run rebuild again")
+            atomic_write_json(board_dir / BOARD_FILE, board)
     return board
