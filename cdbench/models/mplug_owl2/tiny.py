@@ -108,8 +108,9 @@ def build_tiny_mplug_owl2(
 ) -> Path:
     """Write a tiny random mPLUG-Owl2 checkpoint folder and return its path.
 
-    Weights are drawn with ``torch.manual_seed(seed)`` at the usual LLaMA scales (std 0.02) times
-    ``weight_scale``; norms are 1 + N(0, 0.1). Same arguments, same files. ``vocab`` is an alias of
+    Weights are drawn from a ``torch.Generator`` seeded with ``seed`` (the global RNG is not touched):
+    linear / conv weights N(0, 1/fan_in) and embeddings, queries, CLS and position tables N(0, 0.02^2),
+    times ``weight_scale``; norms 1 + N(0, 0.1^2). Same arguments, same files. ``vocab`` is an alias of
     ``vocab_size``. The tokenizer is :func:`build_tiny_tokenizer` (level words single tokens).
     """
     import torch
@@ -146,7 +147,8 @@ def build_tiny_mplug_owl2(
     )
     config.architectures = ["MPLUGOwl2LlamaForCausalLM"]
     gen = torch.Generator().manual_seed(seed)
-    model = MPLUGOwl2LlamaForCausalLM(config)
+    with torch.random.fork_rng(devices=[]):  # the default init draws from the global RNG: leave it untouched
+        model = MPLUGOwl2LlamaForCausalLM(config)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.ndim == 1 and ("norm" in name or "layernorm" in name or "ffn_ln" in name) and name.endswith("weight"):
