@@ -326,3 +326,20 @@ def test_hf_vlm_run_exports_a_folder_create_model_loads(llava, dataset, workdir)
     pair = (np.full((28, 28, 3), 30, np.uint8), np.full((28, 28, 3), 220, np.uint8))
     value = model.score([pair])
     assert value.shape == (1,) and 0.0 <= value[0] <= 5.0
+
+
+def test_shipped_accelerate_configs_are_valid():
+    import yaml
+
+    import cdbench.finetune
+
+    folder = Path(cdbench.finetune.__file__).parent / "accelerate_configs"
+    kinds = {}
+    for path in sorted(folder.glob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text())
+        kinds[path.stem] = cfg["distributed_type"]
+        assert cfg["mixed_precision"] == "bf16" and cfg["num_processes"] >= 1, path
+        if cfg["distributed_type"] == "DEEPSPEED":
+            assert cfg["deepspeed_config"]["zero_stage"] in (2, 3)
+            assert cfg["deepspeed_config"]["gradient_clipping"] == FinetuneConfig().max_grad_norm
+    assert set(kinds.values()) >= {"NO", "MULTI_GPU", "DEEPSPEED", "FSDP"}

@@ -187,6 +187,10 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
             gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=k, sync_with_dataloader=False),
             step_scheduler_with_optimizer=False)
     main = accelerator.is_main_process
+    if accelerator.gradient_accumulation_steps != k:
+        raise DataError(f"the accelerate configuration accumulates gradients over "
+                        f"{accelerator.gradient_accumulation_steps} steps but gradient_accumulation_steps={k}; "
+                        "make them equal (DeepSpeed: gradient_accumulation_steps in the config file)")
     set_seed(config.seed)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = bool(config.tf32)
