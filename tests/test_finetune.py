@@ -279,6 +279,12 @@ def test_exported_adapter_merged_and_reloaded_gives_the_in_memory_logits(mplug, 
     original_way = PeftModel.from_pretrained(base, lora_dir).merge_and_unload().eval()
     with torch.no_grad():
         torch.testing.assert_close(original_way(**inputs).logits, expected, atol=2e-5, rtol=1e-5)
+    # and cdbench's own loader of release folders (base from adapter_config.json)
+    from cdbench.models.mplug_owl2.lora import load_lora_model
+
+    ours = load_lora_model(lora_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**inputs).logits, expected, atol=2e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------- training

@@ -162,15 +162,10 @@ class MplugOwl2Encoder:
 
     @classmethod
     def from_folder(cls, folder, *, image_aspect_ratio: str = "pad", max_length: int = 2048) -> MplugOwl2Encoder:
-        from transformers import AutoTokenizer
-
-        from cdbench.errors import ModelError
         from cdbench.models.mplug_owl2.image_processing import MPLUGOwl2ImageProcessor
+        from cdbench.models.mplug_owl2.tokenization import load_tokenizer
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelError(f"{folder}: cannot load the tokenizer ({e})") from None
+        tokenizer = load_tokenizer(folder)  # tokenises as the original sentencepiece tokenizer
         processor = MPLUGOwl2ImageProcessor.from_pretrained(folder, image_aspect_ratio=image_aspect_ratio)
         return cls(tokenizer, processor, max_length=max_length)
 
