@@ -172,6 +172,10 @@ def test_generation_without_cache_gives_the_cached_tokens(tiny):
     assert cached[0, len(seqs[0]):].tolist() == tokens
     uncached = model.generate(seqs[0][None], images=images[0], use_cache=False, **kw)
     assert torch.equal(uncached, cached)
+    # max_length counts the prompt's ids (with the -200 placeholders), as in the original
+    by_length = model.generate(seqs[0][None], images=images[0], max_length=len(seqs[0]) + 4, do_sample=False,
+                               eos_token_id=None)
+    assert torch.equal(by_length, cached)
 
 
 def test_beam_search_and_several_samples_per_prompt(tiny):

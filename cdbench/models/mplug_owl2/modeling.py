@@ -531,6 +531,8 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
             return super().generate(input_ids, attention_mask=attention_mask, **kwargs)
         if images is None:
             raise ModelError("input_ids hold image placeholders (-200) but no images were given")
+        if "max_length" in kwargs and "max_new_tokens" not in kwargs:  # the original counts the prompt's ids
+            kwargs["max_new_tokens"] = max(int(kwargs.pop("max_length")) - input_ids.shape[1], 1)
         mm = self.prepare_multimodal_inputs(input_ids, attention_mask, images, padding_side="left")
         out = super().generate(
             inputs_embeds=mm.inputs_embeds, attention_mask=mm.attention_mask, position_ids=mm.position_ids,
