@@ -81,6 +81,7 @@ def _split_with_scores(dataset: Path, wanted: str | None) -> str:
 def _run(args: argparse.Namespace) -> int:
     from cdbench.builders import build_spcd
     from cdbench.data.synthetic import make_synthetic_spcd
+    from cdbench.errors import CDBenchError
     from cdbench.evaluation import evaluate_model, models_table
     from cdbench.io import atomic_write_json, atomic_write_text
 
@@ -101,9 +102,15 @@ def _run(args: argparse.Namespace) -> int:
 
     with one_line_warnings():
         for name in tqdm(models, desc="measures", unit="model", file=sys.stderr):
-            r = evaluate_model(_create(name, small_images=synthetic), dataset, "scores", split, out / "results",
-                               n_boot=args.n_boot, overwrite=True, progress=False,
-                               title_note=" (SYNTHETIC)" if synthetic else "")
+            try:
+                r = evaluate_model(_create(name, small_images=synthetic), dataset, "scores", split, out / "results",
+                                   n_boot=args.n_boot, overwrite=True, progress=False,
+                                   title_note=" (SYNTHETIC)" if synthetic else "")
+            except CDBenchError as e:
+                if args.models:  # asked for by name: a real error
+                    raise
+                print(f"cdbench: note: {name} skipped: {e}", file=sys.stderr)
+                continue
             results[r.metrics["model"]["name"]] = r.metrics
     n = next(iter(results.values()))["subsets"]["all"]["n"] if results else 0
     head = (f"{'SYNTHETIC sample' if synthetic else 'SPCD'} ({dataset}), scores/{split}, {n} pairs with human "
