@@ -63,8 +63,8 @@ def test_defaults_are_the_cd_reasoning_recipe():
     assert (c.learning_rate, c.lr_scheduler, c.warmup_ratio, c.weight_decay) == (2e-4, "cosine", 0.03, 0.0)
     assert (c.precision, c.gradient_checkpointing, c.tune_visual_abstractor, c.vision_frozen) == ("bf16", True,
                                                                                                    True, True)
-    assert (c.per_device_batch_size, c.num_train_epochs, c.model_max_length, c.image_aspect_ratio) == (32, 1.0, 2048,
-                                                                                                       "pad")
+    assert (c.per_device_batch_size, c.num_train_epochs, c.model_max_length) == (32, 1.0, 2048)
+    assert c.aspect_mode("mplug_owl2") == "pad" and c.aspect_mode("hf_vlm") == "none"
     assert c.lora_scaling == 2.0 and c.warmup_steps(1000) == 30 and c.warmup_steps(10) == 1  # ceil, as HF Trainer
     assert FinetuneConfig(method="full").vision_frozen is False
     assert FinetuneConfig(method="full", freeze_vision_model=True).vision_frozen is True
@@ -140,7 +140,7 @@ def test_chat_template_labels_supervise_only_the_answer(llava):
     from cdbench.finetune.encoders import ChatTemplateEncoder
 
     proc = AutoProcessor.from_pretrained(llava)
-    enc = ChatTemplateEncoder(proc)
+    enc = ChatTemplateEncoder(proc, image_aspect_ratio="pad")
     item = TrainItem("scores", "a+b", "How different?", "The color difference between these two images is slight.", 0)
     ex = enc(item, (np.full((20, 30, 3), 90, np.uint8), np.full((28, 28, 3), 200, np.uint8)))
     ids, labels = ex["input_ids"], ex["labels"]
@@ -316,18 +316,25 @@ def test_thirty_lora_steps_lower_the_loss(mplug, dataset, workdir):
     batch = _batch(MplugOwl2Encoder.from_folder(mplug), dataset, n=8)
     before, after = _mean_loss(mplug, "mplug_owl2", batch), _mean_loss(out / "merged", "mplug_owl2", batch)
     assert after < 0.9 * before, (before, after)
+    assert json.loads((out / "merged" / "config.json").read_text())["image_aspect_ratio"] == "pad"  # scorer pads too
     record = json.loads((out / "merged" / "finetune.json").read_text())
     assert record["global_step"] == 30 and "torch" in record["versions"]
 
 
-def test_hf_vlm_run_exports_a_folder_create_model_loads(llava, dataset, workdir):
+@pytest.mark.parametrize("family", ["llava", "gemma3"])
+def test_hf_vlm_run_exports_a_folder_create_model_loads(family, dataset, workdir):
+    """Two HF image-text-to-text architectures (tiny random LLaVA-1.5 and Gemma 3, built offline)."""
     import cdbench
     from cdbench.finetune import run_finetune
+    from cdbench.models.mllm import tiny
 
-    out = workdir / "llava-run"
-    result = run_finetune(_config(llava, dataset, out, lora_r=4, lora_alpha=8, max_steps=2, learning_rate=1e-3,
+    base = getattr(tiny, f"build_tiny_{family}")(workdir / f"{family}-base", seed=2)
+    out = workdir / f"{family}-run"
+    result = run_finetune(_config(base, dataset, out, lora_r=4, lora_alpha=8, max_steps=2, learning_rate=1e-3,
                                   gradient_checkpointing=True))
-    assert set(result.exports) == {"merged", "lora"}
+    assert set(result.exports) == {"merged", "lora"} and result.summary["projector"]
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(np.isfinite(r["loss"]) and r["tokens"] > 0 for r in log)
     model = cdbench.create_model(out / "merged")
     pair = (np.full((28, 28, 3), 30, np.uint8), np.full((28, 28, 3), 220, np.uint8))
     value = model.score([pair])

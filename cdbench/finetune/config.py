@@ -31,7 +31,7 @@ from cdbench.errors import DataError
 METHODS = ("lora", "full")
 PRECISIONS = ("bf16", "fp16", "fp32")
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup", "constant")
-ASPECT_MODES = ("pad", "resize")
+ASPECT_MODES = ("auto", "pad", "resize", "none")
 EXPORTS = ("merged", "lora")
 TASKS = ("scores", "descriptions")
 
@@ -90,8 +90,11 @@ class FinetuneConfig:
     gradient_checkpointing: bool = True
     attn_implementation: str | None = "sdpa"
     model_max_length: int = 2048
-    image_aspect_ratio: Literal["pad", "resize"] = "pad"
-    """``pad``: pad each image to a square with the processor's mean colour first (the recipe)."""
+    image_aspect_ratio: Literal["auto", "pad", "resize", "none"] = "auto"
+    """``pad``: pad each image to a square with the processor's mean colour first (the recipe);
+    ``resize``: stretch to a square; ``none``: the processor's own resize / crop only. ``auto``: ``pad``
+    for mPLUG-Owl2 (recorded in the exported ``config.json``, which the scorer reads), ``none`` for
+    HF image-text-to-text models (their processors and the scorer do not pad)."""
 
     # data loading
     dataloader_num_workers: int = 4
@@ -165,6 +168,12 @@ class FinetuneConfig:
     def lora_scaling(self) -> float:
         """The LoRA update scale ``alpha / r`` (W' = W + alpha/r * B A; Hu et al. 2021, Eq. 3)."""
         return self.lora_alpha / self.lora_r
+
+    def aspect_mode(self, family: str) -> str:
+        """The image aspect handling for a model family (``auto`` resolved)."""
+        if self.image_aspect_ratio != "auto":
+            return self.image_aspect_ratio
+        return "pad" if family == "mplug_owl2" else "none"
 
     def warmup_steps(self, total_steps: int) -> int:
         """Warm-up steps as ``transformers.Trainer`` computes them: ``ceil(warmup_ratio * total)``."""

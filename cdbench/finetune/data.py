@@ -136,24 +136,6 @@ def load_training_items(dataset_dir: str | os.PathLike, tasks: Sequence[str] = (
     return items, splits
 
 
-def pad_to_square(image: np.ndarray, fill: Sequence[float]) -> np.ndarray:
-    """Pad an (H, W, 3) uint8 image to a centred square with colour ``fill`` (0..255).
-
-    LLaVA / Q-Align ``expand2square`` (``image_aspect_ratio='pad'``): the image is pasted at offset
-    ``(side - w) // 2`` / ``(side - h) // 2`` on a canvas of the processor's mean colour
-    (``tuple(int(x * 255) for x in image_mean)``).
-    """
-    h, w = image.shape[:2]
-    if h == w:
-        return image
-    side = max(h, w)
-    canvas = np.empty((side, side, 3), dtype=np.uint8)
-    canvas[...] = np.asarray([int(v) for v in fill], dtype=np.uint8)
-    top, left = (side - h) // 2, (side - w) // 2
-    canvas[top:top + h, left:left + w] = image
-    return canvas
-
-
 class TrainingSet:
     """A map-style dataset of encoded training items (``torch.utils.data.Dataset`` protocol).
 

@@ -22,14 +22,29 @@ from typing import Any
 import numpy as np
 
 from cdbench.errors import DataError
-from cdbench.finetune.data import IGNORE_INDEX, TrainItem, pad_right, pad_to_square
+from cdbench.finetune.data import IGNORE_INDEX, TrainItem, pad_right
 
 
-def _square(images: Sequence[np.ndarray], mean: Sequence[float] | None, aspect: str) -> list[np.ndarray]:
-    if aspect != "pad":
+def _square(images: Sequence[np.ndarray], mean: Sequence[float] | None, aspect: str) -> list:
+    """With ``pad``, each image padded to a centred square of the processor's mean colour (Q-Align /
+    LLaVA ``expand2square``, :func:`cdbench.models.mplug_owl2.image_processing.expand2square`)."""
+    if aspect not in ("pad", "resize"):
         return list(images)
-    fill = tuple(int(x * 255) for x in (mean if mean is not None else (0.5, 0.5, 0.5)))
-    return [pad_to_square(im, fill) for im in images]
+    from PIL import Image
+
+    from cdbench.models.mplug_owl2.image_processing import expand2square
+
+    out = []
+    for im in images:
+        pil = Image.fromarray(np.ascontiguousarray(im))
+        if aspect == "pad":
+            fill = tuple(int(x * 255) for x in (mean if mean is not None else (0.5, 0.5, 0.5)))
+            pil = expand2square(pil, fill)
+        else:
+            edge = max(pil.size)
+            pil = pil.resize((edge, edge))
+        out.append(np.asarray(pil))
+    return out
 
 
 class ChatTemplateEncoder:
@@ -39,7 +54,7 @@ class ChatTemplateEncoder:
     (the M-SPCD training conversations, ``<img><img>\\n<question>``), ``"after"`` after it.
     """
 
-    def __init__(self, processor: Any, *, image_position: str = "before", image_aspect_ratio: str = "pad",
+    def __init__(self, processor: Any, *, image_position: str = "before", image_aspect_ratio: str = "none",
                  max_length: int = 2048):
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -53,8 +68,9 @@ class ChatTemplateEncoder:
         if token is not None:
             ids.add(self.tokenizer.convert_tokens_to_ids(token))
         self.image_token_ids = {int(i) for i in ids if i is not None and i >= 0}
-        pad = self.tokenizer.pad_token_id
-        self.pad_token_id = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
+        if self.tokenizer.pad_token_id is None:  # batch encoding needs one; padding is masked anyway
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.pad_token_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         self.image_mean = getattr(getattr(processor, "image_processor", None), "image_mean", None)
 
     def messages(self, item: TrainItem, with_answer: bool) -> list[dict]:
@@ -166,7 +182,8 @@ class MplugOwl2Encoder:
         from cdbench.models.mplug_owl2.tokenization import load_tokenizer
 
         tokenizer = load_tokenizer(folder)  # tokenises as the original sentencepiece tokenizer
-        processor = MPLUGOwl2ImageProcessor.from_pretrained(folder, image_aspect_ratio=image_aspect_ratio)
+        processor = MPLUGOwl2ImageProcessor.from_pretrained(
+            folder, image_aspect_ratio=None if image_aspect_ratio == "none" else image_aspect_ratio)
         return cls(tokenizer, processor, max_length=max_length)
 
     def conversation(self, item: TrainItem) -> str:

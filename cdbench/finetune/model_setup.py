@@ -146,6 +146,11 @@ def prepare_for_training(model: Any, config: FinetuneConfig, family: str) -> tup
     import torch
 
     parts = find_parts(model)
+    if family == "mplug_owl2":  # recorded in config.json as the original training script does; the scorer reads it
+        aspect = config.aspect_mode(family)
+        model.config.image_aspect_ratio = None if aspect == "none" else aspect
+        model.config.tune_visual_abstractor = bool(config.tune_visual_abstractor)
+        model.config.freeze_vision_model = bool(config.vision_frozen)
     if config.gradient_checkpointing:
         if not getattr(model, "supports_gradient_checkpointing", False):
             raise ModelError(f"{type(model).__name__} does not support gradient checkpointing; "
@@ -154,8 +159,11 @@ def prepare_for_training(model: Any, config: FinetuneConfig, family: str) -> tup
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if hasattr(model, "config"):
+    if hasattr(model, "config"):  # no KV cache while training (nested text configs too)
         model.config.use_cache = False
+        text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else None
+        if text is not None:
+            text.use_cache = False
     targets: list[str] = []
     if config.is_lora:
         from peft import LoraConfig, get_peft_model

@@ -125,7 +125,7 @@ def make_encoder(family: str, folder: str | Path, config: FinetuneConfig):
     if family == "mplug_owl2":
         from cdbench.finetune.encoders import MplugOwl2Encoder
 
-        return MplugOwl2Encoder.from_folder(folder, image_aspect_ratio=config.image_aspect_ratio,
+        return MplugOwl2Encoder.from_folder(folder, image_aspect_ratio=config.aspect_mode(family),
                                             max_length=config.model_max_length)
     from transformers import AutoProcessor
 
@@ -135,7 +135,7 @@ def make_encoder(family: str, folder: str | Path, config: FinetuneConfig):
         processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"{folder}: cannot load the processor ({e})") from None
-    return ChatTemplateEncoder(processor, image_aspect_ratio=config.image_aspect_ratio,
+    return ChatTemplateEncoder(processor, image_aspect_ratio=config.aspect_mode(family),
                                max_length=config.model_max_length)
 
 
