@@ -73,3 +73,17 @@ def test_native_kernel_on_real_photos(native, shared_data):
     ref = _reference(a, b)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-3)
     assert abs(got.astype(np.float64).mean() - ref.mean()) < 1e-4
+
+
+def test_model_with_the_per_image_lab_cache_matches_reference(native):
+    import cdbench
+
+    imgs = [_pair(s, size=(40, 48))[k] for s in (3, 4) for k in (0, 1)]
+    pairs = [(imgs[0], imgs[1]), (imgs[1], imgs[2]), (imgs[0], imgs[2]), (imgs[2], imgs[3]), (imgs[3], imgs[0]),
+             (imgs[1], imgs[1])]
+    model = cdbench.create_model("ciede2000", kL=1.5)
+    assert model._native_lab()
+    got = model.score(pairs)
+    ref = [_reference(a, b, kL=1.5).mean() for a, b in pairs]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
+    assert got[-1] == 0.0

@@ -1,5 +1,7 @@
 """The native CPU kernel of the fused CIEDE2000 path: C compiled at first use, loaded with ctypes.
 
+Three functions: the fused uint8 pair -> CIEDE2000 map, uint8 image -> planar CIELAB, and planar
+CIELAB pair -> CIEDE2000 map (for images reused by several pairs: SPCD uses each about four times).
 The C source below is the twin of :func:`cdbench.colour.fused.ciede2000_planes` (same algebra:
 LUT decode, white-folded matrix, cube root as exp(log/3), unit hue vectors, no branches). It is
 compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``) using
@@ -41,80 +43,117 @@ KERNEL_SOURCE = r"""/* Fused uint8 sRGB pair -> CIELAB -> CIEDE2000 map (float32
 #include <stdint.h>
 
 #define BLOCK 1024
+#define INLINE static inline __attribute__((always_inline))
 
-static inline float lab_f(float t, float eps, float slope) {
+INLINE float lab_f(float t, float eps, float slope) {
     float c = expf(logf(fmaxf(t, 1e-30f)) * (1.0f / 3.0f));
     return t > eps ? c : slope * t + (16.0f / 116.0f);
 }
 
-void cdb_ciede2000_u8(const uint8_t *restrict x1, const uint8_t *restrict x2, int64_t n,
-                      const float *restrict lut, const float *restrict m, float eps, float slope,
-                      float kL, float kC, float kH, float *restrict out, int nthreads) {
+INLINE void lab_u8(const uint8_t *restrict px, const float *restrict lut, const float *restrict m, float eps,
+                   float slope, float *L, float *a, float *b) {
+    const float r = lut[px[0]], g = lut[px[1]], bl = lut[px[2]];
+    const float fx = lab_f(m[0] * r + m[1] * g + m[2] * bl, eps, slope);
+    const float fy = lab_f(m[3] * r + m[4] * g + m[5] * bl, eps, slope);
+    const float fz = lab_f(m[6] * r + m[7] * g + m[8] * bl, eps, slope);
+    *L = 116.0f * fy - 16.0f;
+    *a = 500.0f * (fx - fy);
+    *b = 200.0f * (fy - fz);
+}
+
+INLINE float de2000(float L1, float a1, float b1, float L2, float a2, float b2, float kL, float kC, float kH) {
     const float RAD = 0.017453292519943295f, DEG = 57.29577951308232f;
     const float P7 = 6103515625.0f; /* 25^7 */
     const float C30 = 0.8660254037844387f, S30 = 0.5f;
     const float C6 = 0.9945218953682733f, S6 = 0.10452846326765347f;
     const float C63 = 0.45399049973954675f, S63 = 0.8910065241883679f;
+    const float Cb = 0.5f * (sqrtf(a1 * a1 + b1 * b1) + sqrtf(a2 * a2 + b2 * b2));
+    const float Cb2 = Cb * Cb, Cb7 = Cb2 * Cb2 * Cb2 * Cb;
+    const float g1 = 1.5f - 0.5f * sqrtf(Cb7 / (Cb7 + P7));
+    const float ap1 = g1 * a1, ap2 = g1 * a2;
+    const float Cp1 = sqrtf(ap1 * ap1 + b1 * b1), Cp2 = sqrtf(ap2 * ap2 + b2 * b2);
+    const float inv1 = Cp1 > 0.0f ? 1.0f / fmaxf(Cp1, 1e-30f) : 0.0f;
+    const float inv2 = Cp2 > 0.0f ? 1.0f / fmaxf(Cp2, 1e-30f) : 0.0f;
+    const float u1x = ap1 * inv1, u1y = b1 * inv1, u2x = ap2 * inv2, u2y = b2 * inv2;
+    const float dx = u2x - u1x, dy = u2y - u1y;
+    float cross = u1x * u2y - u1y * u2x;
+    /* bisector: u1 + u2 within 90 degrees, else sign(cross) rot90(u1 - u2); exactly
+       opposite hues: the reference's case of eq. (10) and (14) */
+    const float vx = u1x + u2x, vy = u1y + u2y;
+    const float sum2 = vx * vx + vy * vy, dif2 = dx * dx + dy * dy;
+    const float low = (b1 > 0.0f || (b1 == 0.0f && ap1 > 0.0f)) ? 1.0f : -1.0f;
+    const float ukx = low > 0.0f ? u1x : u2x, uky = low > 0.0f ? u1y : u2y;
+    const float sgn = cross > 0.0f ? 1.0f : (cross < 0.0f ? -1.0f : 0.0f);
+    /* exactly opposite: cross == 0, both chromatic, not the sum branch (float flags keep
+       the loop vectorisable) */
+    const float opp = (cross == 0.0f && Cp1 * Cp2 > 0.0f && sum2 < dif2) ? 1.0f : 0.0f;
+    const float wx = sum2 >= dif2 ? vx : (opp > 0.0f ? -uky : sgn * dy);
+    const float wy = sum2 >= dif2 ? vy : (opp > 0.0f ? ukx : -sgn * dx);
+    cross = opp > 0.0f ? low : cross;
+    const float dHabs = sqrtf(Cp1 * Cp2 * (dx * dx + dy * dy));
+    const float dH = cross < 0.0f ? -dHabs : dHabs;
+    const float nrm2 = wx * wx + wy * wy;
+    const float inv = nrm2 > 0.0f ? 1.0f / sqrtf(fmaxf(nrm2, 1e-30f)) : 0.0f;
+    const float c = nrm2 > 0.0f ? wx * inv : 1.0f, s = wy * inv;
+    const float c2 = c * c - s * s, s2 = 2.0f * c * s;
+    const float c3 = c * c2 - s * s2, s3 = s * c2 + c * s2;
+    const float c4 = c2 * c2 - s2 * s2, s4 = 2.0f * s2 * c2;
+    const float T = 1.0f - 0.17f * (c * C30 + s * S30) + 0.24f * c2 + 0.32f * (c3 * C6 - s3 * S6)
+                    - 0.20f * (c4 * C63 + s4 * S63);
+    float h = atan2f(s, c) * DEG;
+    h = h < 0.0f ? h + 360.0f : h;
+    const float hd = (h - 275.0f) * (1.0f / 25.0f);
+    const float dtheta = 30.0f * expf(-hd * hd);
+    const float Cbp = 0.5f * (Cp1 + Cp2), Cbp2 = Cbp * Cbp, Cbp7 = Cbp2 * Cbp2 * Cbp2 * Cbp;
+    const float RT = -2.0f * sqrtf(Cbp7 / (Cbp7 + P7)) * sinf(dtheta * (2.0f * RAD));
+    const float Lb = 0.5f * (L1 + L2) - 50.0f, Lb2 = Lb * Lb;
+    const float SL = 1.0f + 0.015f * Lb2 / sqrtf(20.0f + Lb2);
+    const float SC = 1.0f + 0.045f * Cbp, SH = 1.0f + 0.015f * Cbp * T;
+    const float lt = (L2 - L1) / (kL * SL), ct = (Cp2 - Cp1) / (kC * SC), ht = dH / (kH * SH);
+    return sqrtf(fmaxf(lt * lt + ct * ct + ht * ht + RT * ct * ht, 0.0f));
+}
+
+/* uint8 sRGB pair -> CIEDE2000 map */
+void cdb_ciede2000_u8(const uint8_t *restrict x1, const uint8_t *restrict x2, int64_t n,
+                      const float *restrict lut, const float *restrict m, float eps, float slope,
+                      float kL, float kC, float kH, float *restrict out, int nthreads) {
     const int64_t nblocks = (n + BLOCK - 1) / BLOCK;
 #pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads)
     for (int64_t blk = 0; blk < nblocks; ++blk) {
         const int64_t i0 = blk * BLOCK, i1 = (i0 + BLOCK < n) ? i0 + BLOCK : n;
 #pragma omp simd
         for (int64_t i = i0; i < i1; ++i) {
-            float r = lut[x1[3 * i]], g = lut[x1[3 * i + 1]], b = lut[x1[3 * i + 2]];
-            float fx = lab_f(m[0] * r + m[1] * g + m[2] * b, eps, slope);
-            float fy = lab_f(m[3] * r + m[4] * g + m[5] * b, eps, slope);
-            float fz = lab_f(m[6] * r + m[7] * g + m[8] * b, eps, slope);
-            const float L1 = 116.0f * fy - 16.0f, a1 = 500.0f * (fx - fy), b1 = 200.0f * (fy - fz);
-            r = lut[x2[3 * i]]; g = lut[x2[3 * i + 1]]; b = lut[x2[3 * i + 2]];
-            fx = lab_f(m[0] * r + m[1] * g + m[2] * b, eps, slope);
-            fy = lab_f(m[3] * r + m[4] * g + m[5] * b, eps, slope);
-            fz = lab_f(m[6] * r + m[7] * g + m[8] * b, eps, slope);
-            const float L2 = 116.0f * fy - 16.0f, a2 = 500.0f * (fx - fy), b2 = 200.0f * (fy - fz);
-
-            const float Cb = 0.5f * (sqrtf(a1 * a1 + b1 * b1) + sqrtf(a2 * a2 + b2 * b2));
-            const float Cb2 = Cb * Cb, Cb7 = Cb2 * Cb2 * Cb2 * Cb;
-            const float g1 = 1.5f - 0.5f * sqrtf(Cb7 / (Cb7 + P7));
-            const float ap1 = g1 * a1, ap2 = g1 * a2;
-            const float Cp1 = sqrtf(ap1 * ap1 + b1 * b1), Cp2 = sqrtf(ap2 * ap2 + b2 * b2);
-            const float inv1 = Cp1 > 0.0f ? 1.0f / fmaxf(Cp1, 1e-30f) : 0.0f;
-            const float inv2 = Cp2 > 0.0f ? 1.0f / fmaxf(Cp2, 1e-30f) : 0.0f;
-            const float u1x = ap1 * inv1, u1y = b1 * inv1, u2x = ap2 * inv2, u2y = b2 * inv2;
-            const float dx = u2x - u1x, dy = u2y - u1y;
-            float cross = u1x * u2y - u1y * u2x;
-            /* bisector: u1 + u2 within 90 degrees, else sign(cross) rot90(u1 - u2); exactly
-               opposite hues: the reference's case of eq. (10) and (14) */
-            const float vx = u1x + u2x, vy = u1y + u2y;
-            const int use_sum = vx * vx + vy * vy >= dx * dx + dy * dy;
-            const int opposite = (cross == 0.0f) & (Cp1 * Cp2 > 0.0f) & !use_sum;
-            const int first_low = (b1 > 0.0f) | ((b1 == 0.0f) & (ap1 > 0.0f));
-            const float ukx = first_low ? u1x : u2x, uky = first_low ? u1y : u2y;
-            const float sgn = cross > 0.0f ? 1.0f : (cross < 0.0f ? -1.0f : 0.0f);
-            const float wx = use_sum ? vx : (opposite ? -uky : sgn * dy);
-            const float wy = use_sum ? vy : (opposite ? ukx : -sgn * dx);
-            cross = opposite ? (first_low ? 1.0f : -1.0f) : cross;
-            const float dHabs = sqrtf(Cp1 * Cp2 * (dx * dx + dy * dy));
-            const float dH = cross < 0.0f ? -dHabs : dHabs;
-            const float nrm2 = wx * wx + wy * wy;
-            const float inv = nrm2 > 0.0f ? 1.0f / sqrtf(fmaxf(nrm2, 1e-30f)) : 0.0f;
-            const float c = nrm2 > 0.0f ? wx * inv : 1.0f, s = wy * inv;
-            const float c2 = c * c - s * s, s2 = 2.0f * c * s;
-            const float c3 = c * c2 - s * s2, s3 = s * c2 + c * s2;
-            const float c4 = c2 * c2 - s2 * s2, s4 = 2.0f * s2 * c2;
-            const float T = 1.0f - 0.17f * (c * C30 + s * S30) + 0.24f * c2 + 0.32f * (c3 * C6 - s3 * S6)
-                            - 0.20f * (c4 * C63 + s4 * S63);
-            float h = atan2f(s, c) * DEG;
-            h = h < 0.0f ? h + 360.0f : h;
-            const float hd = (h - 275.0f) * (1.0f / 25.0f);
-            const float dtheta = 30.0f * expf(-hd * hd);
-            const float Cbp = 0.5f * (Cp1 + Cp2), Cbp2 = Cbp * Cbp, Cbp7 = Cbp2 * Cbp2 * Cbp2 * Cbp;
-            const float RT = -2.0f * sqrtf(Cbp7 / (Cbp7 + P7)) * sinf(dtheta * (2.0f * RAD));
-            const float Lb = 0.5f * (L1 + L2) - 50.0f, Lb2 = Lb * Lb;
-            const float SL = 1.0f + 0.015f * Lb2 / sqrtf(20.0f + Lb2);
-            const float SC = 1.0f + 0.045f * Cbp, SH = 1.0f + 0.015f * Cbp * T;
-            const float lt = (L2 - L1) / (kL * SL), ct = (Cp2 - Cp1) / (kC * SC), ht = dH / (kH * SH);
-            out[i] = sqrtf(fmaxf(lt * lt + ct * ct + ht * ht + RT * ct * ht, 0.0f));
+            float L1, a1, b1, L2, a2, b2;
+            lab_u8(x1 + 3 * i, lut, m, eps, slope, &L1, &a1, &b1);
+            lab_u8(x2 + 3 * i, lut, m, eps, slope, &L2, &a2, &b2);
+            out[i] = de2000(L1, a1, b1, L2, a2, b2, kL, kC, kH);
         }
+    }
+}
+
+/* uint8 sRGB image -> planar CIELAB (L plane, a plane, b plane), for images reused by several pairs */
+void cdb_lab_u8(const uint8_t *restrict x, int64_t n, const float *restrict lut, const float *restrict m,
+                float eps, float slope, float *restrict out, int nthreads) {
+    const int64_t nblocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t i0 = blk * BLOCK, i1 = (i0 + BLOCK < n) ? i0 + BLOCK : n;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i)
+            lab_u8(x + 3 * i, lut, m, eps, slope, out + i, out + n + i, out + 2 * n + i);
+    }
+}
+
+/* planar CIELAB pair -> CIEDE2000 map */
+void cdb_ciede2000_lab(const float *restrict p1, const float *restrict p2, int64_t n, float kL, float kC, float kH,
+                       float *restrict out, int nthreads) {
+    const int64_t nblocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t i0 = blk * BLOCK, i1 = (i0 + BLOCK < n) ? i0 + BLOCK : n;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i)
+            out[i] = de2000(p1[i], p1[n + i], p1[2 * n + i], p2[i], p2[n + i], p2[2 * n + i], kL, kC, kH);
     }
 }
 """
@@ -169,45 +208,92 @@ def _build(cc: str) -> Path:
 
 
 def load_kernel():
-    """The compiled ``cdb_ciede2000_u8`` function, or None where it cannot be built (warns once)."""
+    """The compiled library (``cdb_ciede2000_u8``, ``cdb_lab_u8``, ``cdb_ciede2000_lab``), or None
+    where it cannot be built (warns once) or ``CDBENCH_COMPILE=0``."""
+    if os.environ.get("CDBENCH_COMPILE", "1").lower() in ("0", "false", "no", "off"):
+        return None  # switched off for now (not remembered: the variable may change)
     with _LOCK:
-        if "fn" in _STATE:
-            return _STATE["fn"]
-        fn = None
-        if os.environ.get("CDBENCH_COMPILE", "1").lower() not in ("0", "false", "no", "off"):
-            cc = _compiler()
-            try:
-                if cc is None:
-                    raise RuntimeError("no C compiler found (set $CC)")
-                lib = ctypes.CDLL(str(_build(cc)))
-                fn = lib.cdb_ciede2000_u8
+        if "lib" in _STATE:
+            return _STATE["lib"]
+        lib = None
+        cc = _compiler()
+        try:
+            if cc is None:
+                raise RuntimeError("no C compiler found (set $CC)")
+            lib = ctypes.CDLL(str(_build(cc)))
+            p, f32, i64, i32 = ctypes.c_void_p, ctypes.c_float, ctypes.c_int64, ctypes.c_int
+            signatures = {
+                "cdb_ciede2000_u8": [p, p, i64, p, p, f32, f32, f32, f32, f32, p, i32],
+                "cdb_lab_u8": [p, i64, p, p, f32, f32, p, i32],
+                "cdb_ciede2000_lab": [p, p, i64, f32, f32, f32, p, i32],
+            }
+            for name, argtypes in signatures.items():
+                fn = getattr(lib, name)
                 fn.restype = None
-                p, f32 = ctypes.c_void_p, ctypes.c_float
-                fn.argtypes = [p, p, ctypes.c_int64, p, p, f32, f32, f32, f32, f32, p, ctypes.c_int]
-            except Exception as err:  # noqa: BLE001 - any build/load problem: the torch path is used
-                warnings.warn(f"cdbench: the native CIEDE2000 kernel is unavailable ({str(err)[:300]}); "
-                              "using the torch path", stacklevel=2)
-                fn = None
-        _STATE["fn"] = fn
-        return fn
+                fn.argtypes = argtypes
+        except Exception as err:  # noqa: BLE001 - any build/load problem: the torch path is used
+            warnings.warn(f"cdbench: the native CIEDE2000 kernel is unavailable ({str(err)[:300]}); "
+                          "using the torch path", stacklevel=2)
+            lib = None
+        _STATE["lib"] = lib
+        return lib
+
+
+def _threads(threads: int | None) -> int:
+    return int(threads or torch.get_num_threads())
+
+
+def _constants(convention: str | LabConvention) -> tuple[LabConvention, torch.Tensor, torch.Tensor]:
+    conv = get_convention(convention)
+    lut = srgb_lut(dtype=torch.float32, device="cpu", convention=conv).contiguous()
+    m = torch.tensor(conv.lab_matrix, dtype=torch.float32).reshape(-1).contiguous()
+    return conv, lut, m
 
 
 def native_ciede2000_map(img1: torch.Tensor, img2: torch.Tensor, *, convention: str | LabConvention = "cie",
                          kL: float = 1.0, kC: float = 1.0, kH: float = 1.0,
                          threads: int | None = None) -> torch.Tensor | None:
     """(H, W) float32 CIEDE2000 map of two (H, W, 3) uint8 CPU tensors, or None without the kernel."""
-    fn = load_kernel()
-    if fn is None:
+    lib = load_kernel()
+    if lib is None:
         return None
-    conv = get_convention(convention)
-    a = img1.contiguous()
-    b = img2.contiguous()
+    conv, lut, m = _constants(convention)
+    a, b = img1.contiguous(), img2.contiguous()
     h, w, _ = a.shape
     out = torch.empty(h * w, dtype=torch.float32)
-    lut = srgb_lut(dtype=torch.float32, device="cpu", convention=conv).contiguous()
-    m = torch.tensor(conv.lab_matrix, dtype=torch.float32).reshape(-1).contiguous()
-    fn(a.data_ptr(), b.data_ptr(), h * w, lut.data_ptr(), m.data_ptr(), conv.lab_epsilon, conv.lab_slope,
-       float(kL), float(kC), float(kH), out.data_ptr(), int(threads or torch.get_num_threads()))
+    lib.cdb_ciede2000_u8(a.data_ptr(), b.data_ptr(), h * w, lut.data_ptr(), m.data_ptr(), conv.lab_epsilon,
+                         conv.lab_slope, float(kL), float(kC), float(kH), out.data_ptr(), _threads(threads))
+    return out.reshape(h, w)
+
+
+def native_lab_planes(img: torch.Tensor, *, convention: str | LabConvention = "cie",
+                      threads: int | None = None) -> torch.Tensor | None:
+    """(3, H, W) float32 planar CIELAB of an (H, W, 3) uint8 CPU tensor, or None without the kernel.
+
+    For images that occur in several pairs: convert once, then :func:`native_ciede2000_from_lab`."""
+    lib = load_kernel()
+    if lib is None:
+        return None
+    conv, lut, m = _constants(convention)
+    x = img.contiguous()
+    h, w, _ = x.shape
+    out = torch.empty(3, h, w, dtype=torch.float32)
+    lib.cdb_lab_u8(x.data_ptr(), h * w, lut.data_ptr(), m.data_ptr(), conv.lab_epsilon, conv.lab_slope,
+                   out.data_ptr(), _threads(threads))
+    return out
+
+
+def native_ciede2000_from_lab(lab1: torch.Tensor, lab2: torch.Tensor, *, kL: float = 1.0, kC: float = 1.0,
+                              kH: float = 1.0, threads: int | None = None) -> torch.Tensor | None:
+    """(H, W) float32 CIEDE2000 map of two (3, H, W) planar float32 CIELAB tensors (see above)."""
+    lib = load_kernel()
+    if lib is None:
+        return None
+    a, b = lab1.contiguous(), lab2.contiguous()
+    _, h, w = a.shape
+    out = torch.empty(h * w, dtype=torch.float32)
+    lib.cdb_ciede2000_lab(a.data_ptr(), b.data_ptr(), h * w, float(kL), float(kC), float(kH), out.data_ptr(),
+                          _threads(threads))
     return out.reshape(h, w)
 
 
@@ -216,4 +302,5 @@ def available() -> bool:
     return load_kernel() is not None
 
 
-__all__ = ["KERNEL_SOURCE", "available", "cache_dir", "load_kernel", "native_ciede2000_map"]
+__all__ = ["KERNEL_SOURCE", "available", "cache_dir", "load_kernel", "native_ciede2000_from_lab",
+           "native_ciede2000_map", "native_lab_planes"]

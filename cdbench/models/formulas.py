@@ -8,9 +8,11 @@ A pair's score is the pooled per-pixel difference map (``pooling="mean"`` by def
 ``score(pairs)`` decodes each unique image once per call (:func:`cdbench.data.images.iter_pairs`:
 parallel decoding threads, each image released after its last pair) and computes each pair with
 the fused kernel of :mod:`cdbench.colour.fused` where it applies (uint8 images, CIELAB formulas),
-chunk by chunk. Memory: the decoded images still needed (SPCD: a scene's images, 3 MB each for
-1024x1024) + the decode-ahead window (``2 * workers + 2`` images) + one pair's float32 map (4 bytes
-per pixel) + a chunk's working set (about 100 bytes x ``chunk_pixels``, 13 MB at the default).
+chunk by chunk; for CIEDE2000 on CPU each image's CIELAB is computed once by the native kernel
+and reused by its pairs (``LAB_CACHE_IMAGES``). Memory bound: the decoded images still needed
+(SPCD: a scene's images, 3 MB each at 1024x1024) + the decode-ahead window (``2 * workers + 2``
+images) + one pair's float32 map (4 bytes per pixel) + a chunk's working set (about 100 bytes x
+``chunk_pixels``: 13 MB at the default) + the CIELAB cache (12 bytes per pixel, 8 images: 96 MB).
 
 Images of different sizes: ``resize="error"`` (default) raises a :class:`~cdbench.errors.DataError`
 naming both images; ``resize="first"`` resamples the second image to the first one's size and
@@ -20,6 +22,7 @@ naming both images; ``resize="first"`` resamples the second image to the first o
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +37,9 @@ from cdbench.models.base import CDModel, Pair
 from cdbench.models.registry import register_model
 
 RESIZE_POLICIES = ("error", "first", "smaller")
+LAB_CACHE_IMAGES = 8
+"""CIEDE2000 on CPU keeps the planar CIELAB of the last 8 images of a ``score`` call (12 bytes per
+pixel: 96 MB at 1024x1024), so an image shared by several pairs is converted once (SPCD: ~4 pairs)."""
 SPATIAL_FORMULAS = ("s-cielab", "s-ciede2000")
 FORMULA_NAMES = (*PIXEL_FORMULAS, *SPATIAL_FORMULAS)
 
@@ -125,7 +131,37 @@ class FormulaModel(CDModel):
         size = min(a.shape[:2], b.shape[:2], key=lambda s: s[0] * s[1])
         return (a if a.shape[:2] == size else _resample(a, size)), (b if b.shape[:2] == size else _resample(b, size))
 
-    def _map(self, a: np.ndarray, b: np.ndarray, pair: Pair) -> torch.Tensor:
+    def _native_lab(self) -> bool:
+        """Whether pairs go through the native per-image CIELAB cache (CIEDE2000 on CPU, fast path)."""
+        if self.formula != "ciede2000" or self.device.type != "cpu" or not self.fast or self.dtype == torch.float64:
+            return False
+        if set(self.options) - {"convention", "kL", "kC", "kH"}:
+            return False
+        from cdbench.colour import native
+
+        return native.available()
+
+    def _cached_lab(self, arr: np.ndarray, cache: OrderedDict) -> torch.Tensor:
+        from cdbench.colour.native import native_lab_planes
+
+        key = id(arr)
+        hit = cache.get(key)
+        if hit is not None and hit[0] is arr:
+            cache.move_to_end(key)
+            return hit[1]
+        lab = native_lab_planes(torch.from_numpy(arr), convention=self.options.get("convention", "cie"))
+        cache[key] = (arr, lab)  # holding ``arr`` keeps its id from being reused
+        while len(cache) > LAB_CACHE_IMAGES:
+            cache.popitem(last=False)
+        return lab
+
+    def _map(self, a: np.ndarray, b: np.ndarray, pair: Pair, lab_cache: OrderedDict | None = None) -> torch.Tensor:
+        if (lab_cache is not None and a.dtype == np.uint8 and b.dtype == np.uint8 and a.shape == b.shape
+                and a.ndim == 3 and a.shape[-1] == 3):
+            from cdbench.colour.native import native_ciede2000_from_lab
+
+            k = {name: float(self.options.get(name, 1.0)) for name in ("kL", "kC", "kH")}
+            return native_ciede2000_from_lab(self._cached_lab(a, lab_cache), self._cached_lab(b, lab_cache), **k)
         a, b = self._match_sizes(a, b, pair)
         ta = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
         tb = torch.from_numpy(np.ascontiguousarray(b)).to(self.device)
@@ -148,9 +184,10 @@ class FormulaModel(CDModel):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(pairs), desc=f"{self.name}", unit="pair")
+        lab_cache: OrderedDict | None = OrderedDict() if self._native_lab() else None
         try:
             for i, a, b in iter_pairs(pairs, workers=self.workers):
-                out[i] = self._pool(self._map(a, b, pairs[i]))
+                out[i] = self._pool(self._map(a, b, pairs[i], lab_cache))
                 if bar is not None:
                     bar.update(1)
         finally:
