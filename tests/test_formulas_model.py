@@ -110,3 +110,29 @@ def test_kl_textiles_option_changes_the_score():
     s1 = cdbench.create_model("ciede2000").score([(a, b)])
     s2 = cdbench.create_model("ciede2000", kL=2.0).score([(a, b)])
     assert s2[0] < s1[0]
+
+
+def test_iter_pairs_decodes_each_image_once_and_releases_it(tmp_path, monkeypatch):
+    from cdbench.data import images as images_mod
+
+    paths = []
+    for i, im in enumerate(_images(6, size=(8, 8), seed=11)):
+        p = tmp_path / f"s{i // 3}_{i}.png"
+        Image.fromarray(im).save(p)
+        paths.append(p)
+    # two "scenes" of three images, every pair within a scene, interleaved in the input
+    pairs = [(paths[i], paths[j]) for s in (0, 3) for i in range(s, s + 3) for j in range(i + 1, s + 3)]
+    pairs = pairs[::2] + pairs[1::2]
+    calls = []
+    real = images_mod.load_image
+    monkeypatch.setattr(images_mod, "load_image", lambda x: calls.append(str(x)) or real(x))
+    seen = sorted(i for i, a, b in images_mod.iter_pairs(pairs, workers=2, prefetch=1))
+    assert seen == list(range(len(pairs)))
+    assert sorted(calls) == sorted(str(p) for p in paths)  # each unique image decoded exactly once
+    order = images_mod.pair_schedule(pairs)
+    scenes = [str(pairs[i][0]).rsplit("/", 1)[1][:2] for i in order]
+    assert scenes == sorted(scenes, key=scenes.index) and len(set(scenes[:3])) == 1  # one scene at a time
+    got = dict((i, (a, b)) for i, a, b in images_mod.iter_pairs(pairs, ordered=True))
+    np.testing.assert_array_equal(got[0][0], real(pairs[0][0]))
+    with pytest.raises(DataError, match="nope.png"):
+        list(images_mod.iter_pairs([(paths[0], tmp_path / "nope.png")]))

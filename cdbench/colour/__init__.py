@@ -27,6 +27,7 @@ from cdbench.colour.difference import delta_e_cam16ucs, delta_e_cie76, delta_e_c
 from cdbench.colour.ictcp import linear_bt2020_to_ictcp, srgb_to_ictcp
 from cdbench.colour.image import PIXEL_FORMULAS, difference_map, image_difference
 from cdbench.colour.pooling import POOLINGS, get_pooling, pool_mean, pool_median, pool_p95, pool_percentile
+from cdbench.colour.spatial import DEFAULT_PIXELS_PER_DEGREE, spatial_difference_map, srgb_to_scielab
 from cdbench.colour.srgb import srgb_decode, srgb_lut, srgb_to_xyz
 
 __all__ = [
@@ -35,5 +36,6 @@ __all__ = [
     "CONVENTIONS", "LabConvention", "get_convention", "delta_e_cam16ucs", "delta_e_cie76", "delta_e_cie94",
     "delta_e_cmc", "delta_e_itp", "linear_bt2020_to_ictcp", "srgb_to_ictcp", "PIXEL_FORMULAS", "difference_map",
     "image_difference", "POOLINGS", "get_pooling", "pool_mean", "pool_median", "pool_p95", "pool_percentile",
-    "srgb_decode", "srgb_lut", "srgb_to_xyz",
+    "srgb_decode", "srgb_lut", "srgb_to_xyz", "DEFAULT_PIXELS_PER_DEGREE", "spatial_difference_map",
+    "srgb_to_scielab",
 ]
