@@ -230,7 +230,7 @@ def test_cli_evaluate_errors_are_one_line(dataset, tmp_path, capsys):
         (["--model", "ciede2000", "--dataset", str(tmp_path)], "not a cdbench dataset"),
         (["--model", "ciede2000", "--dataset", str(dataset["hidden"]), "--split", "test"], "no human scores"),
         (["--model", "ciede2000", "--dataset", str(dataset["full"]), "--split", "nope"], "no split"),
-        (["--model", "ciede2000", "--dataset", str(dataset["labels"]), "--split", "train"], "labels-only"),
+        (["--model", "ciede2000", "--dataset", str(dataset["labels"]), "--split", "train"], "--images DIR"),
     ]
     for argv, msg in cases:
         assert main(["evaluate", *argv, "--out", str(tmp_path / "r")]) == 2, argv
@@ -247,3 +247,17 @@ def test_cli_evaluate_formula_end_to_end(dataset, tmp_path, capsys):
     m = json.loads((tmp_path / "cie76" / "scores-train" / "metrics.json").read_text())
     assert m["model"]["kind"] == "formula" and m["subsets"]["all"]["fit"]["kind"] == "4pl"
     assert os.path.getsize(tmp_path / "cie76" / "scores-train" / "scatter.png") > 1000
+
+
+def test_labels_only_dataset_with_images_folder(dataset, tmp_path):
+    spcd_images = Path(dataset["full"]).parent / "spcd" / "images"
+    a = evaluate_model(MeanAbsDiff(), dataset["labels"], "scores", "test", tmp_path / "a", n_boot=0, progress=False,
+                       plot=False, images=spcd_images)
+    b = evaluate_model(MeanAbsDiff(), dataset["full"], "scores", "test", tmp_path / "b", n_boot=0, progress=False,
+                       plot=False)
+    assert read_jsonl(a.predictions_path) == read_jsonl(b.predictions_path)
+    with pytest.raises(DataError, match="--images"):
+        evaluate_model(MeanAbsDiff(), dataset["labels"], "scores", "test", tmp_path / "c", progress=False)
+    with pytest.raises(DataError, match="images folder not found"):
+        evaluate_model(MeanAbsDiff(), dataset["labels"], "scores", "test", tmp_path / "c", progress=False,
+                       images=tmp_path / "nowhere")

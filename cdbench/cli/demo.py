@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 r = evaluate_model(_create(name, small_images=synthetic), dataset, "scores", split, out / "results",
                                    n_boot=args.n_boot, overwrite=True, progress=False,
-                                   title_note=" (SYNTHETIC)" if synthetic else "")
+                                   title_note=" (SYNTHETIC data)" if synthetic else "")
             except CDBenchError as e:
                 if args.models:  # asked for by name: a real error
                     raise

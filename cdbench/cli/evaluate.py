@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="scores", choices=("scores", "descriptions"))
     p.add_argument("--split", default="test")
     p.add_argument("--out", default="results", help="results root (default: results)")
+    p.add_argument("--images", help="folder with the images by file name (for a --labels-only dataset)")
     add_metric_options(p)
     p.add_argument("--batch-size", type=int, default=16, help="pairs per model call and per saved batch")
     p.add_argument("--device", choices=("cpu", "cuda"), help="device of the model (default: the model's)")
@@ -81,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         r = evaluate_model(args.model, args.dataset, args.config, args.split, args.out, fit=args.fit,
                            batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed, device=args.device,
                            overwrite=args.overwrite, progress=not args.no_progress, plot=not args.no_plot,
-                           model_options=parse_options(args.option), bertscore_model=args.bertscore_model)
+                           model_options=parse_options(args.option), bertscore_model=args.bertscore_model,
+                           images=args.images)
     ds = r.metrics["dataset"]
     print(f"\n{r.metrics['model'].get('name')} on {ds['name']} {ds['config']}/{ds['split']}"
           f"{' (SYNTHETIC data)' if ds.get('synthetic') else ''}"

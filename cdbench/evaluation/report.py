@@ -59,7 +59,7 @@ def scores_table(metrics: Mapping[str, Any], with_ci: bool = True) -> str:
         c = (lambda k, m=m: _ci(m, k)) if with_ci else (lambda k: "")
         rows.append(f"| {SUBSET_LABELS[name]} | {m['n']} | {_num(m['srcc'])}{c('srcc')} | {_num(m['krcc'])} | "
                     f"{_num(m['plcc'])}{c('plcc')} | {_num(m['plcc_raw'])} | {_num(m['rmse'])} | "
-                    f"{_num(m['stress'], 2)}{c('stress') if with_ci else ''} |")
+                    f"{_num(m['stress'], 2)}{_ci(m, 'stress', 2) if with_ci else ''} |")
     return "\n".join(rows)
 
 
@@ -119,9 +119,10 @@ def scatter_plot(path: str | os.PathLike, pred: np.ndarray, human: np.ndarray, a
             m = metrics["subsets"].get(name, {})
             ax.scatter(pred[mask], human[mask], s=10, alpha=0.6, color=SUBSET_COLOURS[name],
                        label=f"{SUBSET_LABELS[name]} (n={int(mask.sum())}, SRCC {_num(m.get('srcc'), 3)})")
-    if pred.size:
-        xs = np.linspace(np.min(pred), np.max(pred), 200)
-        for name in SUBSETS:
+    masks = {"all": np.ones_like(aligned), "aligned": aligned, "not_aligned": ~aligned}
+    for name in SUBSETS:
+        if masks[name].any():
+            xs = np.linspace(np.min(pred[masks[name]]), np.max(pred[masks[name]]), 200)  # each over its own range
             fit = (metrics["subsets"].get(name) or {}).get("fit") or {}
             params = fit.get("params") or []
             if fit.get("kind") in ("5pl", "4pl") and params and all(p is not None for p in params):

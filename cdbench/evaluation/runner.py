@@ -77,6 +77,27 @@ def repair_torn_tail(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def external_image_pairs(images: str | os.PathLike, names1: list[str], names2: list[str]) -> list[tuple[Path, Path]]:
+    """``(images / name1, images / name2)`` per row; a name with a folder part or a missing file is a
+    one-line DataError (names never leave ``images``)."""
+    root = Path(images)
+    if not root.is_dir():
+        raise DataError(f"{root}: images folder not found")
+    cache: dict[str, Path] = {}
+
+    def resolve(name: str) -> Path:
+        if name not in cache:
+            if not name or Path(name).name != name or name in (".", "..") or "\\" in name:
+                raise DataError(f"{root}: image name {name!r} is not a bare file name")
+            path = root / name
+            if not path.is_file():
+                raise DataError(f"{path}: image file not found")
+            cache[name] = path
+        return cache[name]
+
+    return [(resolve(a), resolve(b)) for a, b in zip(names1, names2)]
+
+
 def _run_record(model_info: dict, ds: dict) -> dict:
     return {"model": model_info, "dataset": {k: ds[k] for k in ("name", "config", "split", "fingerprint")}}
 
@@ -102,12 +123,13 @@ def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.Pat
                    batch_size: int = 16, n_boot: int = 1000, seed: int = 0, device: str | None = None,
                    overwrite: bool = False, progress: bool = True, plot: bool = True,
                    model_options: dict[str, Any] | None = None, title_note: str = "",
-                   on_batch: Callable[[int], None] | None = None, bertscore_model: str | None = None
-                   ) -> EvaluationResult:
+                   on_batch: Callable[[int], None] | None = None, bertscore_model: str | None = None,
+                   images: str | os.PathLike | None = None) -> EvaluationResult:
     """Run ``model`` (a name, a folder or a :class:`CDModel`) over ``config``/``split`` of the built
     dataset ``dataset_dir`` and write every output (see the module docstring). Resumes a previous
     run in the same folder. ``on_batch(k)`` is called after the k-th batch is saved (tests use it
-    to simulate an interruption)."""
+    to simulate an interruption). ``images``: a folder holding the images by file name (for a
+    ``--labels-only`` build), instead of the dataset's own ``images/``."""
     from cdbench.data.dataset import image_pairs, open_split, read_build_record
 
     key = value_key(config)
@@ -119,7 +141,18 @@ def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.Pat
         raise DataError(f"{dataset_dir}: split {config}/{split} has no human scores (hidden labels); "
                         "evaluate on a split with scores, e.g. --split train")
     ds_block = dataset_block(dataset_dir, config, split)
-    pairs = image_pairs(dataset_dir, ds)  # a one-line error for a --labels-only build or a missing image
+    if ds_block.get("synthetic") and "SYNTHETIC" not in title_note:
+        title_note += " (SYNTHETIC data)"
+    if images is not None:
+        pairs = external_image_pairs(images, ds["image1_file"], ds["image2_file"])
+    else:
+        try:
+            pairs = image_pairs(dataset_dir, ds)  # a one-line error for a missing image
+        except DataError as e:
+            if ds_block.get("labels_only"):
+                raise DataError(f"{e}; this is a --labels-only build: pass --images DIR (the SPCD images/ "
+                                "folder)") from None
+            raise
     if not isinstance(model, CDModel):
         from cdbench.models.registry import create_model
 
