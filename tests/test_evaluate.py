@@ -261,3 +261,15 @@ def test_labels_only_dataset_with_images_folder(dataset, tmp_path):
     with pytest.raises(DataError, match="images folder not found"):
         evaluate_model(MeanAbsDiff(), dataset["labels"], "scores", "test", tmp_path / "c", progress=False,
                        images=tmp_path / "nowhere")
+
+
+def test_jsonable_makes_any_result_json_safe():
+    import math
+
+    from cdbench.evaluation import jsonable
+
+    obj = {"a": math.nan, "b": np.float32(1.5), "c": (np.int64(2), np.inf), "d": Path("/x/y"), "e": np.arange(2),
+           "f": np.bool_(True), "g": None, 3: "s"}
+    out = jsonable(obj)
+    assert out == {"a": None, "b": 1.5, "c": [2, None], "d": "/x/y", "e": [0, 1], "f": True, "g": None, "3": "s"}
+    json.dumps(out, allow_nan=False)

@@ -17,7 +17,7 @@ SUBSET_COLOURS = {"aligned": "#1f77b4", "not_aligned": "#d62728", "all": "#33333
 
 def jsonable(obj: Any) -> Any:
     """A copy of ``obj`` that ``json.dumps(allow_nan=False)`` accepts: NaN/inf -> None, numpy
-    scalars and arrays -> Python numbers and lists, tuples -> lists."""
+    scalars and arrays -> Python numbers and lists, tuples -> lists, paths and other objects -> str."""
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -31,7 +31,11 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, (float, np.floating)):
         f = float(obj)
         return f if math.isfinite(f) else None
-    return obj
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return str(obj)  # anything else a model puts in its settings (dtype, device, ...)
 
 
 def _num(v: Any, digits: int = 4) -> str:
