@@ -19,6 +19,15 @@ from cdbench.finetune.config import FinetuneConfig  # noqa: E402
 from cdbench.finetune.data import IGNORE_INDEX, TrainItem, count_supervised, load_training_items  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread is much faster than several fighting over shared cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("finetune")

@@ -126,11 +126,11 @@ def export_merged(model: Any, base: str | Path, dest: str | Path, record: dict, 
     dtype = base_dtype(base)
     if is_lora:
         model = model.float().merge_and_unload()
-    disable = getattr(model, "activation_checkpointing_disable", None) or getattr(
-        model, "gradient_checkpointing_disable", None)
-    if disable is not None and getattr(model, "is_activation_checkpointing", getattr(
-            model, "is_gradient_checkpointing", False)):
-        disable()
+    if hasattr(model, "activation_checkpointing_disable"):  # transformers >= 5.x names
+        if model.is_activation_checkpointing:
+            model.activation_checkpointing_disable()
+    elif getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
     model = model.to(dtype)
     model.config.use_cache = True
     with atomic_directory(dest, overwrite=True) as tmp, torch.no_grad():
