@@ -87,3 +87,19 @@ def test_model_with_the_per_image_lab_cache_matches_reference(native):
     ref = [_reference(a, b, kL=1.5).mean() for a, b in pairs]
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
     assert got[-1] == 0.0
+
+
+@pytest.mark.parametrize("formula, options", [("cie76", {}), ("cie94", {}), ("cie94", {"textiles": True}),
+                                              ("cmc", {}), ("cmc", {"l": 1.0, "c": 1.0}), ("ciede2000", {"kC": 1.2})])
+def test_native_formulas_match_reference(native, formula, options):
+    import cdbench
+
+    a, b = _pair(5)
+    got = native.native_difference_map(torch.from_numpy(a), torch.from_numpy(b), formula, **options)
+    ref = _reference(a, b, formula=formula, **options)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=1e-3)
+    # the model (per-image CIELAB cache) gives the same numbers
+    c = _pair(6)[1]
+    score = cdbench.create_model(formula, **options).score([(a, b), (b, c), (a, c)])
+    expect = [_reference(x, y, formula=formula, **options).mean() for x, y in ((a, b), (b, c), (a, c))]
+    np.testing.assert_allclose(score, expect, rtol=0, atol=1e-4)

@@ -18,13 +18,14 @@ The only departure from :mod:`cdbench.colour.ciede2000` is float32 rounding (abo
 relative), and hue differences within float32 rounding (1e-7 rad) of 180 degrees, where eq. 14
 is discontinuous.
 
-On CPU, CIEDE2000 runs in the C twin of this kernel (:mod:`cdbench.colour.native`, vectorised
-with libmvec: about 3x faster than the Inductor build). Otherwise the kernel is compiled with
-``torch.compile`` (Inductor: C++ with vectorised math and OpenMP over ``torch.get_num_threads()``
-threads) the first time it runs; compiled code is cached by PyTorch on disk
-(``TORCHINDUCTOR_CACHE_DIR``). Where compilation is unavailable or fails (no C++ compiler,
-unsupported platform) it runs the same code eagerly, chunk by chunk, with a warning.
-Set ``CDBENCH_COMPILE=0`` to skip compilation.
+Backends (``backend=`` or ``$CDBENCH_BACKEND``): ``"auto"`` (default) runs CIEDE2000 on CPU in the
+C twin of this kernel (:mod:`cdbench.colour.native`; CIE76, CIE94 and CMC too, vectorised with libmvec, built once per
+machine in about a second) and everything else eagerly in torch (CUDA: elementwise kernels at
+memory speed). ``"compile"`` builds the kernel with ``torch.compile`` (Inductor; minutes on first
+use, cached on disk by PyTorch, one fixed chunk shape so every image size reuses it; about 3x
+slower than the C kernel on CPU, useful on CUDA with Triton or where no C compiler but a working
+Inductor exists). A failed build falls back to the eager path with a warning. ``CDBENCH_COMPILE=0``
+turns off every build (eager only).
 """
 
 from __future__ import annotations
@@ -181,8 +182,8 @@ def fused_difference_map(img1: torch.Tensor, img2: torch.Tensor, formula: str = 
 
     ``backend`` (default ``$CDBENCH_BACKEND`` or ``"auto"``): ``"native"`` = the C kernel of
     :mod:`cdbench.colour.native` (CIEDE2000 on CPU), ``"compile"`` = ``torch.compile``, ``"eager"`` =
-    plain torch; ``"auto"`` tries them in that order. ``compile=False`` (or ``CDBENCH_COMPILE=0``)
-    means eager only.
+    plain torch; ``"auto"`` = native where it applies, else eager. ``compile=False`` (or
+    ``CDBENCH_COMPILE=0``) means eager only.
     """
     if formula not in FUSED_FORMULAS:
         raise ValueError(f"no fused kernel for {formula!r}")
@@ -193,13 +194,13 @@ def fused_difference_map(img1: torch.Tensor, img2: torch.Tensor, formula: str = 
         backend = "eager"
     device = img1.device
     conv = get_convention(convention)
-    if formula == "ciede2000" and device.type == "cpu" and backend in ("auto", "native"):
-        from cdbench.colour.native import native_ciede2000_map
+    if device.type == "cpu" and backend in ("auto", "native"):
+        from cdbench.colour.native import native_difference_map
 
-        res = native_ciede2000_map(img1, img2, convention=conv, **options)
+        res = native_difference_map(img1, img2, formula, convention=conv, **options)
         if res is not None:
             return res
-    if backend == "eager":
+    if backend in ("eager", "auto", "native"):
         compile = False
     h, w, _ = img1.shape
     n = h * w

@@ -2,9 +2,10 @@
 
 ``difference_map(img1, img2, "ciede2000")`` converts both images and applies the formula pixel by
 pixel, in chunks of ``chunk_pixels`` pixels so that memory stays at a few arrays of one chunk
-(about 100 bytes per pixel of a chunk, ~13 MB at the default 128K pixels) besides the inputs
-and the (H, W) float32 output. For uint8 images and the CIELAB formulas the fused kernel of
-:mod:`cdbench.colour.fused` is used (``fast=True``); otherwise the plain-torch reference path.
+(about 100 bytes per pixel of a chunk: ~13 MB at the CPU default of 128K pixels, ~400 MB at the
+CUDA default of 4M) besides the inputs and the (H, W) float32 output. For uint8 images and the
+CIELAB formulas the fused kernel of :mod:`cdbench.colour.fused` is used (``fast=True``);
+otherwise the plain-torch reference path.
 The spatial measures (S-CIELAB, S-CIEDE2000) filter whole images: see :mod:`cdbench.colour.spatial`.
 """
 
@@ -26,7 +27,8 @@ from cdbench.colour.ictcp import srgb_to_ictcp
 from cdbench.colour.pooling import get_pooling
 from cdbench.errors import DataError
 
-DEFAULT_CHUNK_PIXELS = 1 << 17
+DEFAULT_CHUNK_PIXELS = 1 << 17  # CPU
+CUDA_CHUNK_PIXELS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def _image_tensor(img: Any, device: torch.device | str | None) -> torch.Tensor:
 
 
 def difference_map(img1: Any, img2: Any, formula: str = "ciede2000", *, device: torch.device | str | None = None,
-                   dtype: torch.dtype | None = None, chunk_pixels: int = DEFAULT_CHUNK_PIXELS, fast: bool = True,
+                   dtype: torch.dtype | None = None, chunk_pixels: int | None = None, fast: bool = True,
                    **options: Any) -> torch.Tensor:
     """The (H, W) map of per-pixel colour differences between two sRGB images of the same size.
 
@@ -105,6 +107,8 @@ def difference_map(img1: Any, img2: Any, formula: str = "ciede2000", *, device: 
 
         if fused.supports(name, space_kw, delta_kw):
             return fused.fused_difference_map(t1, t2, name, chunk_pixels=chunk_pixels, **space_kw, **delta_kw)
+    if not chunk_pixels or chunk_pixels <= 0:
+        chunk_pixels = CUDA_CHUNK_PIXELS if t1.device.type == "cuda" else DEFAULT_CHUNK_PIXELS
     h, w, _ = t1.shape
     work = dtype or (torch.float64 if t1.dtype == torch.float64 else torch.float32)
     flat1, flat2 = t1.reshape(-1, 3), t2.reshape(-1, 3)

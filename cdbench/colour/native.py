@@ -1,7 +1,8 @@
 """The native CPU kernel of the fused CIEDE2000 path: C compiled at first use, loaded with ctypes.
 
-Three functions: the fused uint8 pair -> CIEDE2000 map, uint8 image -> planar CIELAB, and planar
-CIELAB pair -> CIEDE2000 map (for images reused by several pairs: SPCD uses each about four times).
+Four functions: the fused uint8 pair -> CIEDE2000 map, uint8 image -> planar CIELAB, planar
+CIELAB pair -> CIEDE2000 map (for images reused by several pairs: SPCD uses each about four
+times), and planar CIELAB pair -> CIE76 / CIE94 / CMC map.
 The C source below is the twin of :func:`cdbench.colour.fused.ciede2000_planes` (same algebra:
 LUT decode, white-folded matrix, cube root as exp(log/3), unit hue vectors, no branches). It is
 compiled once per machine with the system C compiler (``$CC``, else ``cc``/``gcc``) using
@@ -156,6 +157,44 @@ void cdb_ciede2000_lab(const float *restrict p1, const float *restrict p2, int64
             out[i] = de2000(p1[i], p1[n + i], p1[2 * n + i], p2[i], p2[n + i], p2[2 * n + i], kL, kC, kH);
     }
 }
+
+/* CIE76, CIE94 (q0..q4 = kL, kC, kH, K1, K2) and CMC l:c (q0, q1 = l, c) on planar CIELAB,
+   lab1 the reference colour (colour-science's delta_E_CIE1976 / _CIE1994 / _CMC) */
+INLINE float de_other(float L1, float a1, float b1, float L2, float a2, float b2, int formula,
+                      float q0, float q1, float q2, float q3, float q4) {
+    const float RAD = 0.017453292519943295f, DEG = 57.29577951308232f;
+    const float dL = L1 - L2, da = a1 - a2, db = b1 - b2;
+    if (formula == 0) return sqrtf(dL * dL + da * da + db * db);
+    const float C1 = sqrtf(a1 * a1 + b1 * b1), C2 = sqrtf(a2 * a2 + b2 * b2), dC = C1 - C2;
+    const float dH2 = da * da + db * db - dC * dC;
+    if (formula == 1) {
+        const float sC = 1.0f + q3 * C1, sH = 1.0f + q4 * C1;
+        const float l = dL / q0, c = dC / (q1 * sC), kh = q2 * sH;
+        return sqrtf(l * l + c * c + fmaxf(dH2, 0.0f) / (kh * kh));
+    }
+    const float sL = L1 < 16.0f ? 0.511f : 0.040975f * L1 / (1.0f + 0.01765f * L1);
+    const float sC = 0.0638f * C1 / (1.0f + 0.0131f * C1) + 0.638f;
+    float h1 = atan2f(b1, a1) * DEG;
+    h1 = h1 < 0.0f ? h1 + 360.0f : h1;
+    const float t = (h1 >= 164.0f && h1 <= 345.0f) ? 0.56f + fabsf(0.2f * cosf((h1 + 168.0f) * RAD))
+                                                   : 0.36f + fabsf(0.4f * cosf((h1 + 35.0f) * RAD));
+    const float C4 = C1 * C1 * C1 * C1, f = sqrtf(C4 / (C4 + 1900.0f)), sH = sC * (f * t + 1.0f - f);
+    const float l = dL / (q0 * sL), c = dC / (q1 * sC);
+    return sqrtf(fmaxf(l * l + c * c + dH2 / (sH * sH), 0.0f));
+}
+
+void cdb_delta_lab(const float *restrict p1, const float *restrict p2, int64_t n, int formula, float q0, float q1,
+                   float q2, float q3, float q4, float *restrict out, int nthreads) {
+    const int64_t nblocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nthreads)
+    for (int64_t blk = 0; blk < nblocks; ++blk) {
+        const int64_t i0 = blk * BLOCK, i1 = (i0 + BLOCK < n) ? i0 + BLOCK : n;
+#pragma omp simd
+        for (int64_t i = i0; i < i1; ++i)
+            out[i] = de_other(p1[i], p1[n + i], p1[2 * n + i], p2[i], p2[n + i], p2[2 * n + i], formula,
+                              q0, q1, q2, q3, q4);
+    }
+}
 """
 
 FLAGS = ("-O3", "-ffast-math", "-march=native", "-fPIC", "-shared")
@@ -226,6 +265,7 @@ def load_kernel():
                 "cdb_ciede2000_u8": [p, p, i64, p, p, f32, f32, f32, f32, f32, p, i32],
                 "cdb_lab_u8": [p, i64, p, p, f32, f32, p, i32],
                 "cdb_ciede2000_lab": [p, p, i64, f32, f32, f32, p, i32],
+                "cdb_delta_lab": [p, p, i64, i32, f32, f32, f32, f32, f32, p, i32],
             }
             for name, argtypes in signatures.items():
                 fn = getattr(lib, name)
@@ -297,10 +337,66 @@ def native_ciede2000_from_lab(lab1: torch.Tensor, lab2: torch.Tensor, *, kL: flo
     return out.reshape(h, w)
 
 
+NATIVE_FORMULAS = ("ciede2000", "cie76", "cie94", "cmc")
+_OTHER_IDS = {"cie76": 0, "cie94": 1, "cmc": 2}
+
+
+def formula_parameters(formula: str, options: dict) -> tuple[float, ...]:
+    """The kernel's numeric parameters of a formula and its options (a clear error for unknown ones)."""
+    allowed = {"ciede2000": ("kL", "kC", "kH"), "cie76": (), "cie94": ("textiles", "kL", "kC", "kH"),
+               "cmc": ("l", "c")}[formula]
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise ValueError(f"{formula}: unknown option(s) {', '.join(sorted(unknown))}")
+    if formula == "ciede2000":
+        return tuple(float(options.get(k, 1.0)) for k in ("kL", "kC", "kH"))
+    if formula == "cie94":
+        textiles = bool(options.get("textiles", False))
+        kL = options.get("kL")
+        kL = (2.0 if textiles else 1.0) if kL is None else kL
+        k1, k2 = (0.048, 0.014) if textiles else (0.045, 0.015)
+        return (float(kL), float(options.get("kC", 1.0)), float(options.get("kH", 1.0)), k1, k2)
+    if formula == "cmc":
+        return (float(options.get("l", 2.0)), float(options.get("c", 1.0)), 0.0, 0.0, 0.0)
+    return (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def native_delta_from_lab(lab1: torch.Tensor, lab2: torch.Tensor, formula: str = "ciede2000", *,
+                          threads: int | None = None, **options) -> torch.Tensor | None:
+    """(H, W) float32 map of ``formula`` (ciede2000, cie76, cie94, cmc) on two (3, H, W) planar CIELAB."""
+    if formula == "ciede2000":
+        kL, kC, kH = formula_parameters(formula, options)
+        return native_ciede2000_from_lab(lab1, lab2, kL=kL, kC=kC, kH=kH, threads=threads)
+    lib = load_kernel()
+    if lib is None:
+        return None
+    q = formula_parameters(formula, options)
+    a, b = lab1.contiguous(), lab2.contiguous()
+    _, h, w = a.shape
+    out = torch.empty(h * w, dtype=torch.float32)
+    lib.cdb_delta_lab(a.data_ptr(), b.data_ptr(), h * w, _OTHER_IDS[formula], *q, out.data_ptr(), _threads(threads))
+    return out.reshape(h, w)
+
+
+def native_difference_map(img1: torch.Tensor, img2: torch.Tensor, formula: str = "ciede2000", *,
+                          convention: str | LabConvention = "cie", threads: int | None = None,
+                          **options) -> torch.Tensor | None:
+    """(H, W) float32 map of ``formula`` for two (H, W, 3) uint8 CPU tensors, or None without the kernel."""
+    if formula == "ciede2000":
+        kL, kC, kH = formula_parameters(formula, options)
+        return native_ciede2000_map(img1, img2, convention=convention, kL=kL, kC=kC, kH=kH, threads=threads)
+    lab1 = native_lab_planes(img1, convention=convention, threads=threads)
+    if lab1 is None:
+        return None
+    lab2 = native_lab_planes(img2, convention=convention, threads=threads)
+    return native_delta_from_lab(lab1, lab2, formula, threads=threads, **options)
+
+
 def available() -> bool:
     """Whether the native kernel can be used on this machine."""
     return load_kernel() is not None
 
 
-__all__ = ["KERNEL_SOURCE", "available", "cache_dir", "load_kernel", "native_ciede2000_from_lab",
-           "native_ciede2000_map", "native_lab_planes"]
+__all__ = ["KERNEL_SOURCE", "NATIVE_FORMULAS", "available", "cache_dir", "formula_parameters", "load_kernel",
+           "native_ciede2000_from_lab", "native_ciede2000_map", "native_delta_from_lab", "native_difference_map",
+           "native_lab_planes"]

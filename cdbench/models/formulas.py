@@ -8,7 +8,7 @@ A pair's score is the pooled per-pixel difference map (``pooling="mean"`` by def
 ``score(pairs)`` decodes each unique image once per call (:func:`cdbench.data.images.iter_pairs`:
 parallel decoding threads, each image released after its last pair) and computes each pair with
 the fused kernel of :mod:`cdbench.colour.fused` where it applies (uint8 images, CIELAB formulas),
-chunk by chunk; for CIEDE2000 on CPU each image's CIELAB is computed once by the native kernel
+chunk by chunk; for the CIELAB formulas on CPU each image's CIELAB is computed once by the native kernel
 and reused by its pairs (``LAB_CACHE_IMAGES``). Memory bound: the decoded images still needed
 (SPCD: a scene's images, 3 MB each at 1024x1024) + the decode-ahead window (``2 * workers + 2``
 images) + one pair's float32 map (4 bytes per pixel) + a chunk's working set (about 100 bytes x
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cdbench.colour.image import DEFAULT_CHUNK_PIXELS, PIXEL_FORMULAS, difference_map
+from cdbench.colour.image import PIXEL_FORMULAS, difference_map
 from cdbench.colour.pooling import get_pooling
 from cdbench.data.images import iter_pairs, load_image
 from cdbench.errors import DataError, ModelError
@@ -38,7 +38,7 @@ from cdbench.models.registry import register_model
 
 RESIZE_POLICIES = ("error", "first", "smaller")
 LAB_CACHE_IMAGES = 8
-"""CIEDE2000 on CPU keeps the planar CIELAB of the last 8 images of a ``score`` call (12 bytes per
+"""The CIELAB formulas on CPU keep the planar CIELAB of the last 8 images of a ``score`` call (12 bytes per
 pixel: 96 MB at 1024x1024), so an image shared by several pairs is converted once (SPCD: ~4 pairs)."""
 SPATIAL_FORMULAS = ("s-cielab", "s-ciede2000")
 FORMULA_NAMES = (*PIXEL_FORMULAS, *SPATIAL_FORMULAS)
@@ -105,8 +105,8 @@ class FormulaModel(CDModel):
 
     def _map_kwargs(self) -> dict[str, Any]:
         kw = dict(self.options)
-        if self.formula not in SPATIAL_FORMULAS:
-            kw["chunk_pixels"] = self.chunk_pixels or DEFAULT_CHUNK_PIXELS
+        if self.formula not in SPATIAL_FORMULAS and self.chunk_pixels:
+            kw["chunk_pixels"] = self.chunk_pixels
         if self.dtype is not None:
             kw["dtype"] = self.dtype
         return kw
@@ -132,13 +132,12 @@ class FormulaModel(CDModel):
         return (a if a.shape[:2] == size else _resample(a, size)), (b if b.shape[:2] == size else _resample(b, size))
 
     def _native_lab(self) -> bool:
-        """Whether pairs go through the native per-image CIELAB cache (CIEDE2000 on CPU, fast path)."""
-        if self.formula != "ciede2000" or self.device.type != "cpu" or not self.fast or self.dtype == torch.float64:
-            return False
-        if set(self.options) - {"convention", "kL", "kC", "kH"}:
-            return False
+        """Whether pairs go through the native per-image CIELAB cache (CIELAB formulas on CPU)."""
         from cdbench.colour import native
 
+        if (self.formula not in native.NATIVE_FORMULAS or self.device.type != "cpu" or not self.fast
+                or self.dtype == torch.float64):
+            return False
         return native.available()
 
     def _cached_lab(self, arr: np.ndarray, cache: OrderedDict) -> torch.Tensor:
@@ -158,10 +157,11 @@ class FormulaModel(CDModel):
     def _map(self, a: np.ndarray, b: np.ndarray, pair: Pair, lab_cache: OrderedDict | None = None) -> torch.Tensor:
         if (lab_cache is not None and a.dtype == np.uint8 and b.dtype == np.uint8 and a.shape == b.shape
                 and a.ndim == 3 and a.shape[-1] == 3):
-            from cdbench.colour.native import native_ciede2000_from_lab
+            from cdbench.colour.native import native_delta_from_lab
 
-            k = {name: float(self.options.get(name, 1.0)) for name in ("kL", "kC", "kH")}
-            return native_ciede2000_from_lab(self._cached_lab(a, lab_cache), self._cached_lab(b, lab_cache), **k)
+            opts = {k: v for k, v in self.options.items() if k != "convention"}
+            return native_delta_from_lab(self._cached_lab(a, lab_cache), self._cached_lab(b, lab_cache),
+                                         self.formula, **opts)
         a, b = self._match_sizes(a, b, pair)
         ta = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
         tb = torch.from_numpy(np.ascontiguousarray(b)).to(self.device)
