@@ -273,3 +273,17 @@ def test_jsonable_makes_any_result_json_safe():
     out = jsonable(obj)
     assert out == {"a": None, "b": 1.5, "c": [2, None], "d": "/x/y", "e": [0, 1], "f": True, "g": None, "3": "s"}
     json.dumps(out, allow_nan=False)
+
+
+def test_concurrent_run_into_the_same_folder_is_refused(dataset, tmp_path):
+    pytest.importorskip("fcntl")
+    from cdbench.evaluation.runner import run_lock
+
+    out = tmp_path / "mean-abs-diff" / "scores-test"
+    out.mkdir(parents=True)
+    with run_lock(out):
+        with pytest.raises(DataError, match="another cdbench evaluate"):
+            evaluate_model(MeanAbsDiff(), dataset["full"], "scores", "test", tmp_path, n_boot=0, progress=False)
+    r = evaluate_model(MeanAbsDiff(), dataset["full"], "scores", "test", tmp_path, n_boot=0, progress=False,
+                       plot=False)
+    assert r.n_computed == len(_labels(dataset["full"]))

@@ -16,6 +16,7 @@ import datetime as _dt
 import os
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,28 @@ def external_image_pairs(images: str | os.PathLike, names1: list[str], names2: l
     return [(resolve(a), resolve(b)) for a, b in zip(names1, names2)]
 
 
+@contextmanager
+def run_lock(out_dir: Path):
+    """An exclusive lock on ``out_dir`` for the length of a run (released by the OS even after
+    kill -9): a second ``cdbench evaluate`` into the same folder is refused instead of interleaving
+    its predictions. A no-op where ``fcntl`` is unavailable (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(out_dir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DataError(f"{out_dir}: another cdbench evaluate is writing here; wait for it or use "
+                            "another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def _run_record(model_info: dict, ds: dict) -> dict:
     return {"model": model_info, "dataset": {k: ds[k] for k in ("name", "config", "split", "fingerprint")}}
 
@@ -164,11 +187,20 @@ def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.Pat
         raise ModelError(f"model {model.name!r} cannot describe pairs; evaluate it with --config scores")
     info = model.info()
     out_dir = Path(out) / model_slug(info["name"]) / f"{config}-{split}"
-    if overwrite and out_dir.exists():
-        import shutil
-
-        shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir):
+        if overwrite:  # under the lock: never pull the files from under a running evaluation
+            import shutil
+
+            for child in out_dir.iterdir():
+                if child.name != ".lock":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        return _run(model, info, out_dir, ds, ds_block, pairs, dataset_dir, config, split, key, batch_size, fit,
+                    n_boot, seed, device, progress, plot, title_note, on_batch, bertscore_model)
+
+
+def _run(model, info, out_dir, ds, ds_block, pairs, dataset_dir, config, split, key, batch_size, fit, n_boot, seed,
+         device, progress, plot, title_note, on_batch, bertscore_model) -> EvaluationResult:
     _check_run_record(out_dir, _run_record(info, ds_block))
     pred_path = out_dir / PREDICTIONS_FILE
     repair_torn_tail(pred_path)
