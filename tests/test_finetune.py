@@ -365,3 +365,25 @@ def test_shipped_accelerate_configs_are_valid():
             assert cfg["deepspeed_config"]["zero_stage"] in (2, 3)
             assert cfg["deepspeed_config"]["gradient_clipping"] == FinetuneConfig().max_grad_norm
     assert set(kinds.values()) >= {"NO", "MULTI_GPU", "DEEPSPEED", "FSDP"}
+
+
+def test_length_grouping_keeps_each_step_and_reduces_padding():
+    from cdbench.finetune.trainer import EpochShuffleSampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.choice([12, 15, 90, 110], size=64).tolist()  # scores items short, descriptions long
+    b, world, accum = 4, 2, 2
+    step = b * world * accum
+    plain = list(EpochShuffleSampler(64, seed=1))
+    grouped = list(EpochShuffleSampler(64, seed=1, lengths=lengths, batch_size=b, world=world, accumulation=accum))
+    assert sorted(grouped) == list(range(64))
+    for s in range(0, 64, step):  # the same items in every optimizer step
+        assert sorted(grouped[s:s + step]) == sorted(plain[s:s + step])
+
+    def padded(order):  # tokens of the padded micro-batches (batch j goes to process j % world)
+        return sum(b * max(lengths[i] for i in order[j:j + b]) for j in range(0, 64, b))
+
+    assert padded(grouped) < 0.9 * padded(plain)
+    sampler = EpochShuffleSampler(64, seed=1, lengths=lengths, batch_size=b, world=world, accumulation=accum)
+    sampler.set_epoch(1)
+    assert list(sampler) != grouped  # a new order every epoch

@@ -98,6 +98,9 @@ class FinetuneConfig:
 
     # data loading
     dataloader_num_workers: int = 4
+    group_by_length: bool = True
+    """Group the items of each optimizer step by length (less padding; the recipe's
+    ``group_by_modality_length``). Which items form a step, and so the result, is unchanged."""
 
     # checkpoints, logging, output
     save_steps: int = 1000

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -59,10 +60,21 @@ class TrainResult:
 
 class EpochShuffleSampler:
     """A seeded permutation of ``range(n)``, a new one per epoch (``set_epoch``), the same on every
-    process (``accelerate`` then shards the batches), independent of the global RNG."""
+    process (``accelerate`` then shards the batches), independent of the global RNG.
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
+    With ``lengths``, the items of each optimizer step (``processes x batch x accumulation``
+    consecutive items of the permutation) are re-arranged so that each micro-batch holds items of
+    similar length and the processes get similar token totals (the original's
+    ``group_by_modality_length``: sort a mega-batch by length, split it into even chunks). Which
+    items make up each step is unchanged, and the loss is normalised by the tokens of the whole step,
+    so grouping only removes padding; it does not change what is learned.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True, lengths: Sequence[int] | None = None,
+                 batch_size: int = 1, world: int = 1, accumulation: int = 1):
         self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
+        self.lengths = list(lengths) if lengths is not None else None
+        self.batch_size, self.world, self.accumulation = int(batch_size), int(world), int(accumulation)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -70,13 +82,39 @@ class EpochShuffleSampler:
     def __len__(self) -> int:
         return self.n
 
+    def _group(self, order: list[int]) -> list[int]:
+        b, w = self.batch_size, self.world
+        step = b * w * self.accumulation
+        out: list[int] = []
+        for start in range(0, len(order), step):
+            chunk = order[start:start + step]
+            if len(chunk) < step:  # a last, partial step keeps accelerate's own split
+                out.extend(chunk)
+                break
+            chunk.sort(key=lambda i: -self.lengths[i])
+            for m in range(self.accumulation):  # micro-batch m of every process: similar lengths ...
+                group = chunk[m * b * w:(m + 1) * b * w]
+                ranks: list[list[int]] = [[] for _ in range(w)]
+                totals = [0] * w
+                for i in group:  # ... and balanced totals across processes (longest first, to the lightest)
+                    r = min((r for r in range(w) if len(ranks[r]) < b), key=lambda r: totals[r])
+                    ranks[r].append(i)
+                    totals[r] += self.lengths[i]
+                for r in range(w):  # accelerate gives batch (m * w + r) of this step to process r
+                    out.extend(ranks[r])
+        return out
+
     def __iter__(self):
         import torch
 
         if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+            order = list(range(self.n))
+        else:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        if self.lengths is not None:
+            order = self._group(order)
+        return iter(order)
 
 
 def checkpoint_dirs(out: str | Path) -> list[tuple[int, Path]]:
@@ -207,7 +245,10 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     summary.update(items=len(items), items_per_task={t: sum(1 for i in items if i.task == t) for t in config.tasks},
                    skipped_rows=splits.get("skipped", {}))
 
-    sampler = EpochShuffleSampler(len(train_set), config.seed)
+    lengths = [len(i.prompt.split()) + len(i.answer.split()) for i in items] if config.group_by_length else None
+    sampler = EpochShuffleSampler(len(train_set), config.seed, lengths=lengths,
+                                  batch_size=config.per_device_batch_size, world=accelerator.num_processes,
+                                  accumulation=k)
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=config.per_device_batch_size, sampler=sampler, collate_fn=encoder.collate,
         num_workers=config.dataloader_num_workers, generator=torch.Generator().manual_seed(config.seed),
