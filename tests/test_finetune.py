@@ -4,6 +4,7 @@ original, what LoRA trains, exports that reload to the same logits, and a short 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -387,3 +388,17 @@ def test_length_grouping_keeps_each_step_and_reduces_padding():
     sampler = EpochShuffleSampler(64, seed=1, lengths=lengths, batch_size=b, world=world, accumulation=accum)
     sampler.set_epoch(1)
     assert list(sampler) != grouped  # a new order every epoch
+
+
+def test_missing_images_are_reported_before_training(mplug, dataset, workdir):
+    from cdbench.finetune import run_finetune
+
+    broken = workdir / "ds-broken"
+    shutil.copytree(dataset, broken)
+    from cdbench.data.dataset import image_path, open_split
+
+    victim = image_path(broken, open_split(broken, "scores", "train")[0]["image2_file"])
+    victim.unlink()
+    with pytest.raises(DataError, match=victim.name):
+        run_finetune(_config(mplug, broken, workdir / "never", max_steps=1))
+    assert not (workdir / "never" / "checkpoints").exists()

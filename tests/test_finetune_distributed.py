@@ -86,6 +86,9 @@ def test_resume_from_a_mid_run_checkpoint_reaches_the_uninterrupted_weights(mplu
     # a rerun of a finished run trains nothing more
     again = run_finetune(FinetuneConfig(out=str(stopped), **common))
     assert again.global_step == 5
+    # another model's run in the same folder is refused, naming what differs
+    with pytest.raises(DataError, match="lora_r"):
+        run_finetune(FinetuneConfig(out=str(stopped), **{**common, "lora_r": 8}))
     # a different global micro-batch cannot resume the run
     with pytest.raises(DataError, match="resume with the same"):
         run_finetune(FinetuneConfig(out=str(stopped), **{**common, "per_device_batch_size": 2}))

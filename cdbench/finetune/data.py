@@ -178,6 +178,29 @@ class TrainingSet:
             out.append(img)
         return out[0], out[1]
 
+    def check_images(self) -> int:
+        """Check that every image file of the items exists (before training, so a missing file is a
+        one-line error naming it rather than a failure in a data-loading worker); returns the count."""
+        from cdbench.data.dataset import image_path
+
+        seen: set[str] = set()
+        for task, ds in self.splits.items():
+            if task == "skipped" or "image1_file" not in ds.column_names or "image1" in ds.column_names:
+                continue
+            rows = sorted({i.row for i in self.items if i.task == task})
+            files = ds.select_columns(["image1_file", "image2_file"]).select(rows).to_dict()
+            for k, row in enumerate(rows):
+                for name in (files["image1_file"][k], files["image2_file"][k]):
+                    if name in seen:
+                        continue
+                    try:
+                        image_path(self.dataset_dir, name)
+                    except DataError as e:
+                        raise DataError(f"{e} (config {task!r}, row {row}; a --labels-only build has no images: "
+                                        "train on a folder built with images)") from None
+                    seen.add(name)
+        return len(seen)
+
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         return self.encoder(item, self.images(item))

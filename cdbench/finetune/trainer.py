@@ -44,6 +44,9 @@ STATE_FILE = "trainer_state.json"
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "finetune_config.yaml"
 _PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+_RUN_IDENTITY = ("model", "dataset", "split", "tasks", "method", "lora_r", "lora_alpha", "lora_target_modules",
+                 "tune_visual_abstractor", "freeze_vision_model", "seed")
+"""Settings a resumed run must share with the checkpoint it continues."""
 
 
 @dataclass
@@ -238,6 +241,7 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     encoder = make_encoder(family, config.model, config)
     items, splits = load_training_items(config.dataset, config.tasks, config.split, config.max_items)
     train_set = TrainingSet(items, splits, encoder, config.dataset)
+    train_set.check_images()
 
     storage = config.precision if config.is_lora else "fp32"
     model = load_base_model(config.model, family, dtype=storage, attn_implementation=config.attn_implementation)
@@ -283,6 +287,11 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
         import json
 
         state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
+        saved = state.get("config", {})
+        changed = [k for k in _RUN_IDENTITY if k in saved and saved[k] != config.to_dict()[k]]
+        if changed:
+            raise DataError(f"{out} holds a run with other {', '.join(changed)} "
+                            f"({', '.join(f'{k}={saved[k]!r}' for k in changed)}); use another --out or --no-resume")
         if int(state.get("world_size", world)) * int(state.get("per_device_batch_size", config.per_device_batch_size)) \
                 != world * config.per_device_batch_size:
             raise DataError(f"{ckpt}: saved with a global micro-batch of "
