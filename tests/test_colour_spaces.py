@@ -119,7 +119,7 @@ def test_batch_shapes_devices_dtypes_and_errors():
     assert srgb_to_lab(x.float()).dtype == torch.float32
     assert srgb_to_lab(x.float(), dtype=torch.float64).dtype == torch.float64
     lch = lab_to_lch(lab)
-    np.testing.assert_allclose(lch[..., 1].numpy(), np.hypot(lab[..., 1], lab[..., 2]), rtol=1e-12)
+    np.testing.assert_allclose(lch[..., 1].numpy(), np.hypot(lab[..., 1].numpy(), lab[..., 2].numpy()), rtol=1e-12)
     assert ((lch[..., 2] >= 0) & (lch[..., 2] < 360)).all()
     with pytest.raises(DataError, match="3 channels"):
         srgb_to_lab(np.zeros((4, 4)))

@@ -11,7 +11,6 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 
 import cdbench
 
@@ -23,15 +22,6 @@ def i0249(shared_data):
     images = shared_data / "spcd" / "images"
     pairs = [(images / r["image1"], images / r["image2"]) for r in rows]
     return pairs, np.array([float(r["score"]) for r in rows])
-
-
-@pytest.fixture(autouse=True)
-def _eager_single_thread(monkeypatch):
-    monkeypatch.setenv("CDBENCH_COMPILE", "0")  # the compiled kernel is checked in bench_colour.py
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_ciede2000_mean_matches_skimage_and_correlates_with_people(i0249):
