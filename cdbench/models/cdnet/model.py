@@ -53,11 +53,12 @@ def _pair_label(pair: Pair, i: int) -> str:
 class CDNetModel(CDModel):
     """CD-Net scores and local CD maps (larger = more different; units of the SPCD human scores).
 
-    Options: ``device`` (``"auto"``: CUDA when available), ``batch_size`` (pairs per forward; pairs of
-    equal size are batched together), ``precision`` (``"fp32"``; ``"bf16"``/``"fp16"`` autocast, the
-    quadratic form stays float32), ``channels_last``, ``resize`` (the public code's evaluation rules;
-    ``False`` for the native resolution), ``band_rows`` (rows per band of the per-pixel part; ``"auto"``:
-    32 on the CPU, whole images on a GPU), ``workers`` (image decoding threads).
+    Options: ``device`` (``"auto"``: CUDA when available), ``batch_size`` (pairs per forward, pairs
+    of equal size batched together; default 1 on the CPU, 8 on a GPU), ``precision`` (``"fp32"``;
+    ``"bf16"``/``"fp16"`` autocast, the quadratic form stays float32), ``channels_last``, ``resize``
+    (the public code's evaluation rules; ``False`` for the native resolution), ``band_rows`` (rows per
+    band of the per-pixel part; ``"auto"``: 32 on the CPU, whole images on a GPU), ``workers`` (image
+    decoding threads).
     """
 
     name = "cdnet"
@@ -66,14 +67,16 @@ class CDNetModel(CDModel):
     can_describe = False
 
     def __init__(self, network: CDNet, *, source: dict[str, Any] | None = None,
-                 device: str | torch.device | None = "auto", batch_size: int = 4,
+                 device: str | torch.device | None = "auto", batch_size: int | None = None,
                  precision: Precision = "fp32", channels_last: bool = True, resize: bool = True,
                  band_rows: int | None | Literal["auto"] = "auto", workers: int | None = None) -> None:
         if precision not in ("fp32", "bf16", "fp16"):
             raise ModelError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-        if batch_size < 1:
-            raise ModelError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
+        if batch_size is None:  # a CPU gains nothing from batching 1024x1024 pairs, a GPU does
+            batch_size = 1 if self.device.type == "cpu" else 8
+        if int(batch_size) < 1:
+            raise ModelError(f"batch_size must be >= 1, got {batch_size}")
         if precision == "fp16" and self.device.type == "cpu":
             raise ModelError("precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
         self.network = network.eval().to(self.device)

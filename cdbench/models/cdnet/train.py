@@ -77,7 +77,7 @@ class TrainConfig:
     seed: int = 19981025
     amp: str = "none"
     device: str = "auto"
-    eval_batch_size: int = 4
+    eval_batch_size: int | None = None
     workers: int | None = None
     progress: bool = True
 
