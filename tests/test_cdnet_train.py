@@ -99,6 +99,10 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     # a finished run is not trained again; more epochs continue it
     again = train_cdnet(train, val, tmp_path / "part", cfg)
     assert len(again.history) == 3
+    # a folder holding a model but no training state is not overwritten silently
+    (tmp_path / "whole" / STATE_NAME).unlink()
+    with pytest.raises(ModelError, match="no train_state.pt to resume"):
+        train_cdnet(train, val, tmp_path / "whole", cfg)
     # other settings cannot silently resume
     with pytest.raises(ModelError, match="other settings.*lr"):
         train_cdnet(train, val, tmp_path / "part", _quick(epochs=4, batch_size=4, crop=21, rotation=3.0,

@@ -180,7 +180,7 @@ class CDNetModel(CDModel):
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="pair", dynamic_ncols=True)
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="pair", dynamic_ncols=True, leave=False)
 
 
 def _model_from(weights: str | os.PathLike, options: dict[str, Any]) -> CDNetModel:

@@ -343,7 +343,7 @@ def validate(net: CDNet, data: TrainData, cfg: TrainConfig, device: torch.device
 
     model = CDNetModel(copy.deepcopy(net), device=device, batch_size=cfg.eval_batch_size, resize=cfg.resize,
                        workers=cfg.workers)
-    pred = model.score(data.pairs)
+    pred = model.score(data.pairs, progress=cfg.progress)
     return {"srcc": srcc(pred, data.scores), "plcc": pearson(pred, data.scores), "rmse": rmse(pred, data.scores)}
 
 
@@ -373,6 +373,9 @@ def train_cdnet(train: TrainData, val: TrainData | None, out_dir: str | os.PathL
     if cfg.amp == "fp16" and device.type != "cuda":
         raise ModelError("train cdnet: amp fp16 needs a CUDA device (use bf16 or none on the CPU)")
     state_path = out / STATE_NAME
+    if not overwrite and not state_path.exists() and any((out / n).exists() for n in ("config.json", RUN_NAME)):
+        raise ModelError(f"{out} already holds a model but no {STATE_NAME} to resume from; choose another --out "
+                         f"or use --overwrite to replace it")
 
     net = CDNet()
     net.reset_parameters(generator=_generator(cfg.seed, -1))
