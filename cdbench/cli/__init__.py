@@ -16,11 +16,11 @@ from cdbench import __version__
 from cdbench.errors import CDBenchError
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "cdbench.cli.build",
+    "cdbench.cli.evaluate",
     "cdbench.cli.cdmap",
     "cdbench.cli.convert",
     "cdbench.cli.train",
-    "cdbench.cli.build",
-    "cdbench.cli.evaluate",
     "cdbench.cli.score",
     "cdbench.cli.demo",
     "cdbench.cli.leaderboard",
