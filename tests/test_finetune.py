@@ -402,3 +402,27 @@ def test_missing_images_are_reported_before_training(mplug, dataset, workdir):
     with pytest.raises(DataError, match=victim.name):
         run_finetune(_config(mplug, broken, workdir / "never", max_steps=1))
     assert not (workdir / "never" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_bf16_runs_and_full_fine_tuning_with_the_vision_tower_frozen(method, mplug, dataset, workdir):
+    """bf16 autocast (the recipe's precision; LoRA keeps the frozen base in bf16, trained weights in
+    float32); ``full`` trains every parameter but the frozen vision encoder."""
+    from safetensors.torch import load_file
+
+    from cdbench.finetune import run_finetune
+
+    out = workdir / f"bf16-{method}"
+    run_finetune(_config(mplug, dataset, out, method=method, freeze_vision_model=True, precision="bf16",
+                         lora_r=4, lora_alpha=8, max_steps=2, learning_rate=1e-3, export=("merged",)))
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(np.isfinite(r["loss"]) for r in log)
+    base, tuned = load_file(str(mplug / "model.safetensors")), load_file(str(out / "merged" / "model.safetensors"))
+    assert {str(v.dtype) for v in tuned.values()} == {"torch.float32"}  # the base checkpoint's dtype
+
+    def changed(prefix):
+        return any(not torch.equal(base[k], tuned[k]) for k in base if k.startswith(prefix))
+
+    assert not changed("model.vision_model.") and changed("model.visual_abstractor.")
+    assert changed("model.layers.0.self_attn.q_proj.")
+    assert changed("model.layers.0.mlp.") == (method == "full")  # LoRA leaves the MLP alone

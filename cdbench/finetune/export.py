@@ -151,10 +151,19 @@ def _card(record: dict, what: str) -> str:
             "- settings and versions: `finetune.json`\n")
 
 
+def _dtype_key(dtype) -> str:
+    import torch
+
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
 def export_all(accelerator: Any, model: Any, config: FinetuneConfig, family: str, record: dict) -> dict[str, str]:
     """Write the exports of ``config.export`` from a prepared (possibly sharded) model.
 
     Every process must call it (ZeRO-3 / FSDP gather the full weights); the main process writes.
+    When the model was trained from a lower-precision copy of the base (LoRA in bf16 over a float32
+    checkpoint) or sharded, the exports are built from the base checkpoint re-read at its own
+    precision plus the trained parameters, so frozen weights are exported exactly as released.
     """
     from accelerate.utils import DistributedType
 
@@ -163,17 +172,24 @@ def export_all(accelerator: Any, model: Any, config: FinetuneConfig, family: str
     exports: dict[str, str] = {}
     if accelerator.is_main_process:
         out = Path(config.out)
-        if sharded:  # rebuild the trained model on CPU from the gathered weights
+        trained = accelerator.unwrap_model(model)
+        storage = config.precision if config.is_lora else "fp32"
+        stored = _dtype_key(base_dtype(config.model))
+        if sharded or storage != stored:  # rebuild on CPU: base at its own precision + trained parameters
             from cdbench.finetune.model_setup import load_base_model, prepare_for_training
 
-            cpu_cfg = config.replace(gradient_checkpointing=False)
-            storage = config.precision if config.is_lora else "fp32"
-            cpu_model = load_base_model(config.model, family, dtype=storage,
+            cpu_model = load_base_model(config.model, family, dtype=stored,
                                         attn_implementation=config.attn_implementation)
-            cpu_model, _ = prepare_for_training(cpu_model, cpu_cfg, family)
-            cpu_model.load_state_dict(state, strict=False)
+            cpu_model, _ = prepare_for_training(cpu_model, config.replace(gradient_checkpointing=False), family)
+            if state is None:
+                state = {n: p.detach().to("cpu") for n, p in trained.named_parameters() if p.requires_grad}
+            keep = {n for n, p in cpu_model.named_parameters() if p.requires_grad}
+            missing = keep - set(state)
+            if missing:
+                raise RuntimeError(f"trained parameters missing from the gathered weights: {sorted(missing)[:3]}")
+            cpu_model.load_state_dict({k: v for k, v in state.items() if k in keep}, strict=False)
         else:
-            cpu_model = accelerator.unwrap_model(model)
+            cpu_model = trained
         cpu_model.eval()
         if config.is_lora and "lora" in config.export:
             exports["lora"] = str(export_lora_release(cpu_model, config.model, out / LORA_DIR, config, record))
