@@ -91,6 +91,25 @@ def test_clear_errors(weights):
     assert model.score([]).shape == (0,)
 
 
+def test_out_of_memory_halves_the_batch_then_uses_bands(weights, monkeypatch):
+    model = cdbench.create_model(weights, device="cpu", resize=False, batch_size=8, band_rows=None)
+    pairs = [(_img(i, 40, 40), _img(i + 1, 40, 40)) for i in range(7)]
+    want = model.score(pairs)
+    real = type(model)._forward
+    seen = []
+
+    def tight(self, batch):  # "GPU memory" for 2 pairs at most, and only in bands
+        seen.append((len(batch), self.band_rows))
+        if len(batch) > 2 or self.band_rows is None:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, batch)
+
+    monkeypatch.setattr(type(model), "_forward", tight)
+    np.testing.assert_allclose(model.score(pairs), want, rtol=1e-6)
+    assert model.band_rows == 64 and model.batch_size == 1
+    assert seen[0] == (7, None) and (1, 64) in seen
+
+
 def test_bf16_autocast_on_cpu_is_close(weights):
     pairs = [(_img(7, 64, 64), _img(8, 64, 64))]
     fp32 = cdbench.create_model(weights, device="cpu", resize=False).score(pairs)

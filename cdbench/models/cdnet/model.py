@@ -153,6 +153,24 @@ class CDNetModel(CDModel):
         with ctx:
             return self.network.cd_map(x, y, band_rows=self.band_rows).float()
 
+    def _forward_fitting(self, batch: list[tuple[np.ndarray, np.ndarray]]) -> torch.Tensor:
+        """:meth:`_forward`, halving the batch (and keeping the smaller size) on GPU out-of-memory, then
+        falling back to 64-row bands for a single pair."""
+        try:
+            return self._forward(batch)
+        except torch.cuda.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(batch) > 1:
+                half = len(batch) // 2
+                self.batch_size = max(1, min(self.batch_size, half))
+                return torch.cat([self._forward_fitting(batch[:half]), self._forward_fitting(batch[half:])])
+            if self.band_rows is None or self.band_rows > 64:
+                self.band_rows = 64
+                return self._forward_fitting(batch)
+            raise ModelError(f"out of GPU memory for one {batch[0][0].shape[1]}x{batch[0][0].shape[0]} pair "
+                             f"even in bands; use device='cpu'") from None
+
     def _maps(self, pairs: Sequence[Pair]) -> Iterator[tuple[list[int], torch.Tensor]]:
         """``(indices, maps (B, H, W))`` per forward batch; decoding of the next chunk overlaps the network."""
         pairs = list(pairs)
@@ -174,7 +192,7 @@ class CDNetModel(CDModel):
                 for ks in groups.values():
                     for b0 in range(0, len(ks), self.batch_size):
                         part = ks[b0:b0 + self.batch_size]
-                        yield [s + k for k in part], self._forward([prepared[k] for k in part])
+                        yield [s + k for k in part], self._forward_fitting([prepared[k] for k in part])
 
 
 def _progress(total: int, enabled: bool, desc: str):
