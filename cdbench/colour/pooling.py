@@ -17,7 +17,10 @@ from cdbench.errors import DataError
 
 def pool_mean(values: torch.Tensor) -> float:
     """The mean of all values, accumulated in float64."""
-    return float(values.reshape(-1).to(torch.float64).mean())
+    flat = values.reshape(-1)
+    if flat.numel() == 0:
+        raise DataError("cannot pool an empty difference map")
+    return float(flat.sum(dtype=torch.float64)) / flat.numel()
 
 
 def pool_percentile(values: torch.Tensor, q: float) -> float:
