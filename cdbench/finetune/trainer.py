@@ -203,6 +203,17 @@ def _truncate_log(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
 
 
+def _allow_new_precision(mixed_precision: str) -> None:
+    """accelerate keeps one process-wide state whose mixed precision cannot change; a second run with
+    another precision in the same single (non-distributed) process, e.g. a notebook, starts afresh."""
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision \
+            and int(shared.get("num_processes", 1)) == 1:
+        AcceleratorState._reset_state()
+
+
 def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     """Train ``config.model`` on ``config.dataset`` and export the result to ``config.out``.
 
@@ -222,6 +233,7 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     out = Path(config.out)
     k = config.gradient_accumulation_steps
     if accelerator is None:
+        _allow_new_precision(_PRECISION[config.precision])
         accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),  # also makes torchrun / accelerate launch use gloo on CPU
             mixed_precision=_PRECISION[config.precision],
