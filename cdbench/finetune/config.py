@@ -14,6 +14,12 @@ CD-Reasoning script ``scripts/finetune_lora.sh``:
   ``model_max_length`` 2048, images padded to a square with the CLIP mean colour (``pad``),
   a checkpoint every 1,000 steps, the last 3 kept.
 
+Note on the vision / abstractor flags: CD-Reasoning's published ``finetune_lora.sh`` passes
+``--tune_visual_abstractor False --freeze_vision_model False``, which contradicts the released LoRA
+folders (``non_lora_trainables.bin`` holds the visual abstractor and nothing of the vision
+encoder) and Q-Align's LoRA defaults; cdbench follows the released checkpoints (abstractor trained,
+vision frozen). Both are settings (``tune_visual_abstractor``, ``freeze_vision_model``).
+
 Runs are configured by this dataclass, from YAML (``--config train.yaml``) and/or the command line;
 :meth:`FinetuneConfig.from_yaml` rejects unknown keys naming them.
 """
