@@ -554,8 +554,10 @@ def train_from_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLik
         val, _ = _split_data(root, val_split)
         source["validation"] = val_split
     elif val_fraction > 0:
+        n_scenes = len(set(scenes))
         train, val = _split_by_scene(train, scenes, val_fraction, cfg.seed)
-        source["validation"] = f"{val_fraction:g} of the {split} scenes held out"
+        source["validation"] = (f"{len(val)} {split} pairs of {val_fraction:g} of the {n_scenes} scenes held out"
+                                if n_scenes > 1 else f"{len(val)} {split} pairs held out (one scene)")
     else:
         val = None
     return train_cdnet(train, val, out_dir, cfg, overwrite=overwrite, source=source, stop_after=stop_after)
