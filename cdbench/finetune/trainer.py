@@ -374,7 +374,7 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
             scale = world * k / max(n_tokens, 1.0)
             accelerator.step = k - len(window)  # the window's last micro-batch synchronises and steps
             loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-            grad_norm = None
+            grad_norm, lr = None, float("nan")
             for batch in window:
                 with accelerator.accumulate(model):
                     token_sum, _ = supervised_loss_sum(model, batch)
@@ -383,6 +383,7 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
                     if accelerator.sync_gradients:
                         if config.max_grad_norm and config.max_grad_norm > 0:
                             grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                        lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (logged)
                         optimizer.step()
                         if not accelerator.optimizer_step_was_skipped:
                             scheduler.step()
@@ -392,7 +393,6 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
             loss = float(accelerator.reduce(loss_sum, reduction="sum")) / max(n_tokens, 1.0)
             last_loss = loss
             samples_since += n_samples
-            lr = scheduler.get_last_lr()[0]
             if global_step % config.logging_steps == 0 or global_step == total:
                 now = time.perf_counter()
                 rate = samples_since / max(now - t_last, 1e-9)
