@@ -12,6 +12,9 @@ What is measured (model only, synthetic pairs already on the device, seeded):
   gradients through frozen layers, weight gradients of the trained ones) times samples/s, over the
   GPU's dense bf16 peak (H100/H200 SXM 989 TFLOP/s, A100 312).
 
+Also the CPU side: items/s one data-loading worker prepares (two 1024 x 1024 PNG photos decoded,
+padded, resized to 448, tokenised), to size ``dataloader_num_workers`` so the GPU never waits.
+
 Each item is a scores item of M-SPCD: two 448 px images (2 x 65 image rows after the abstractor)
 and a prompt of the real length (``USER: <img><img>\\n<question> ASSISTANT: The color difference
 between these two images is <level>.</s>``, LLaMA tokenizer: 37 text tokens, the last 13 supervised).
@@ -96,6 +99,42 @@ def make_batch(config, batch_size: int, device: str, seed: int = 0) -> dict:
     pixels = torch.randn((2 * batch_size, 3, size, size), generator=g)
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
             "labels": labels.to(device), "images": pixels.to(device)}
+
+
+def data_pipeline_rate(tiny: bool, seconds: float = 3.0) -> dict:
+    """Items/s one data-loading process turns into training examples: two PNG photos decoded
+    (1024 x 1024 as SPCD; 64 px with --tiny), padded to a square, resized to 448 px and normalised,
+    the conversation tokenised and masked (:class:`~cdbench.finetune.encoders.MplugOwl2Encoder`)."""
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from cdbench.data.images import load_image
+    from cdbench.finetune.data import TrainItem, score_answer
+    from cdbench.finetune.encoders import MplugOwl2Encoder
+    from cdbench.models.mllm.settings import SCORE_QUESTION
+    from cdbench.models.mplug_owl2.tiny import build_tiny_mplug_owl2
+
+    side, size = (64, 56) if tiny else (1024, 448)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_tiny_mplug_owl2(Path(tmp) / "m", image_size=size)  # its tokenizer and preprocessor
+        rng = np.random.default_rng(0)
+        files = []
+        for k in range(4):
+            arr = (rng.random((side // 16, side // 16, 3)) * 255).astype(np.uint8)
+            path = Path(tmp) / f"I{k:04d}_01_01.png"
+            Image.fromarray(arr).resize((side, side), Image.Resampling.BILINEAR).save(path)
+            files.append(path)
+        enc = MplugOwl2Encoder.from_folder(folder, image_aspect_ratio="pad")
+        item = TrainItem("scores", "a+b", SCORE_QUESTION, score_answer("moderate"), 0)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            a, b = files[n % 4], files[(n + 1) % 4]
+            enc(item, (load_image(a), load_image(b)))
+            n += 1
+        dt = time.perf_counter() - t0
+    return {"image_side": side, "model_image_size": size, "items": n, "items_per_s_per_worker": n / dt}
 
 
 def _autocast(device: str, dtype: torch.dtype):
@@ -199,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     flops = step_flops(model, optimizer, config, device, dtype)
     runs = [measure(model, optimizer, config, b, True, steps, warmup, device, dtype) for b in sizes]
     runs.append(measure(model, optimizer, config, sizes[-1], False, steps, warmup, device, dtype))
+    pipeline = data_pipeline_rate(args.tiny, seconds=2.0 if args.tiny else 5.0)
     peak = args.peak_tflops
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
     if peak is None and gpu:
@@ -219,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         "sequence": {"text_tokens": PROMPT_TOKENS_BEFORE_IMAGES + PROMPT_TOKENS_AFTER_IMAGES + ANSWER_TOKENS,
                      "supervised_tokens": ANSWER_TOKENS, "images": 2},
         "train_flops_per_item_without_recompute": flops, "model_build_seconds": build_s,
-        "runs": runs, "versions": environment_versions(),
+        "runs": runs, "data_pipeline": pipeline, "versions": environment_versions(),
     }
     name = "bench_finetune_cpu_smoke.json" if args.tiny else f"bench_finetune_{device.split(':')[0]}.json"
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / name
     atomic_write_json(out, result)
     for r in runs:
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+    print({"data_pipeline_items_per_s_per_worker": round(pipeline["items_per_s_per_worker"], 2)})
     print(f"wrote {out}")
     return 0
 
