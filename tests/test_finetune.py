@@ -435,3 +435,18 @@ def test_bf16_runs_and_full_fine_tuning_with_the_vision_tower_frozen(method, mpl
         merged = cdbench.create_model(out / "merged").score([pair])
         adapter = cdbench.create_model(out / "lora").score([pair])
         np.testing.assert_allclose(adapter, merged, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_recipe_run_on_cuda(mplug, dataset, workdir):
+    """The recipe as it runs on a GPU: bf16 autocast over a bf16 base, gradient checkpointing, SDPA."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from cdbench.finetune import run_finetune
+
+    out = workdir / "cuda-run"
+    result = run_finetune(_config(mplug, dataset, out, precision="bf16", gradient_checkpointing=True, max_steps=4,
+                                  lora_r=8, lora_alpha=16, learning_rate=1e-3))
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert result.global_step == 4 and all(np.isfinite(r["loss"]) for r in log)
+    assert (out / "merged" / "model.safetensors").is_file() and (out / "lora" / "adapter_model.bin").is_file()
