@@ -25,6 +25,7 @@ What the loop guarantees:
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -198,8 +199,6 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
-    import json
-
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
 
 
@@ -295,15 +294,14 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     global_step, epoch0, consumed = 0, 0, 0
     previous = checkpoint_dirs(out) if config.resume else []
     if previous:
-        step, ckpt = previous[-1]
-        import json
-
+        _, ckpt = previous[-1]
         state = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
-        saved = state.get("config", {})
-        changed = [k for k in _RUN_IDENTITY if k in saved and saved[k] != config.to_dict()[k]]
+        saved_config, now = state.get("config", {}), config.to_dict()
+        changed = [name for name in _RUN_IDENTITY if name in saved_config and saved_config[name] != now[name]]
         if changed:
-            raise DataError(f"{out} holds a run with other {', '.join(changed)} "
-                            f"({', '.join(f'{k}={saved[k]!r}' for k in changed)}); use another --out or --no-resume")
+            shown = ", ".join(f"{name}={saved_config[name]!r}" for name in changed)
+            raise DataError(f"{out} holds a run with other {', '.join(changed)} ({shown}); "
+                            "use another --out or --no-resume")
         if int(state.get("world_size", world)) * int(state.get("per_device_batch_size", config.per_device_batch_size)) \
                 != world * config.per_device_batch_size:
             raise DataError(f"{ckpt}: saved with a global micro-batch of "
