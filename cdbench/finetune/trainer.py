@@ -194,6 +194,11 @@ def supervised_loss_sum(model, batch: dict):
     return (out.loss.float() * n if n else out.logits.sum() * 0.0), n
 
 
+def _finite(x: float) -> float | None:
+    """A JSON-safe number: None for NaN / inf (a diverged step is logged, not a crash)."""
+    return float(x) if math.isfinite(float(x)) else None
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Keep the log lines of steps <= ``step`` (a resumed run rewrites what came after)."""
     if not path.exists():
@@ -399,7 +404,8 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
                 if main:
                     append_jsonl(out / LOG_FILE, [{
                         "step": global_step, "epoch": round(epoch + micro / max(len(loader), 1), 4),
-                        "loss": loss, "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
+                        "loss": _finite(loss), "lr": _finite(lr),
+                        "grad_norm": None if grad_norm is None else _finite(float(grad_norm)),
                         "samples_per_s": rate, "tokens": int(n_tokens), "samples": n_samples, "time": time.time()}])
             bar.update(1)
             if global_step % config.save_steps == 0 and global_step < total:
