@@ -87,6 +87,8 @@ def test_model_with_the_per_image_lab_cache_matches_reference(native):
     ref = [_reference(a, b, kL=1.5).mean() for a, b in pairs]
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
     assert got[-1] == 0.0
+    flipped = imgs[0][::-1, ::-1]  # a negative-stride view
+    np.testing.assert_allclose(model.score([(flipped, imgs[1][::-1, ::-1])]), [ref[0]], rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("formula, options", [("cie76", {}), ("cie94", {}), ("cie94", {"textiles": True}),

@@ -148,7 +148,8 @@ class FormulaModel(CDModel):
         if hit is not None and hit[0] is arr:
             cache.move_to_end(key)
             return hit[1]
-        lab = native_lab_planes(torch.from_numpy(arr), convention=self.options.get("convention", "cie"))
+        lab = native_lab_planes(torch.from_numpy(np.ascontiguousarray(arr)),
+                                convention=self.options.get("convention", "cie"))
         cache[key] = (arr, lab)  # holding ``arr`` keeps its id from being reused
         while len(cache) > LAB_CACHE_IMAGES:
             cache.popitem(last=False)
