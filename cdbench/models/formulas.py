@@ -37,6 +37,16 @@ from cdbench.models.base import CDModel, Pair
 from cdbench.models.registry import register_model
 
 RESIZE_POLICIES = ("error", "first", "smaller")
+FORMULA_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ciede2000": {"kL": 1.0, "kC": 1.0, "kH": 1.0},
+    "cie94": {"textiles": False, "kC": 1.0, "kH": 1.0},
+    "cmc": {"l": 2.0, "c": 1.0},
+    "cam16ucs": {"viewing": "L_A=4.074 cd/m2, Y_b=20, average surround, D65 white (CIE convention)"},
+    "itp": {"white_luminance": 100.0},
+    "s-cielab": {"pixels_per_degree": 41.0},
+    "s-ciede2000": {"pixels_per_degree": 41.0, "kL": 1.0, "kC": 1.0, "kH": 1.0},
+}
+"""The defaults recorded by ``settings()`` (every number that defines a model's output)."""
 LAB_CACHE_IMAGES = 8
 """The CIELAB formulas on CPU keep the planar CIELAB of the last 8 images of a ``score`` call (12 bytes per
 pixel: 96 MB at 1024x1024), so an image shared by several pairs is converted once (SPCD: ~4 pairs)."""
@@ -116,6 +126,8 @@ class FormulaModel(CDModel):
                                "dtype": str(self.dtype or torch.float32).replace("torch.", "")}
         out.update({k: (v if isinstance(v, (int, float, str, bool)) or v is None else repr(v))
                     for k, v in self.options.items()})
+        for k, v in FORMULA_DEFAULTS.get(self.formula, {}).items():
+            out.setdefault(k, v)
         out.setdefault("convention", "cie")
         return out
 
