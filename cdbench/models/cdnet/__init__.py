@@ -17,6 +17,8 @@ from cdbench.models.cdnet.checkpoint import (
 )
 from cdbench.models.cdnet.model import CDNetModel, create_cdnet
 from cdbench.models.cdnet.network import CDNet
+from cdbench.models.cdnet.train import TrainConfig, TrainData, TrainResult, train_cdnet, train_from_dataset
 
-__all__ = ["CDNet", "CDNetModel", "create_cdnet", "convert_original_checkpoint", "is_cdnet_folder",
-           "load_any", "load_cdnet", "read_original_checkpoint", "save_cdnet"]
+__all__ = ["CDNet", "CDNetModel", "TrainConfig", "TrainData", "TrainResult", "create_cdnet",
+           "convert_original_checkpoint", "is_cdnet_folder", "load_any", "load_cdnet", "read_original_checkpoint",
+           "save_cdnet", "train_cdnet", "train_from_dataset"]
