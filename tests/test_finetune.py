@@ -142,6 +142,11 @@ def test_mplug_owl2_labels_supervise_only_the_answer(mplug):
     assert enc.tokenizer.decode(ids[sup]) == "The color difference between these two images is moderate.</s>"
     batch = enc.collate([ex, enc(item, (np.zeros((8, 8, 3), np.uint8),) * 2)])
     assert batch["images"].shape[0] == 4 and batch["attention_mask"].sum() == 2 * ids.shape[0]
+    after = MplugOwl2Encoder.from_folder(mplug, image_position="after")  # CD-Reasoning's evaluation layout
+    assert after.conversation(item).startswith("USER: How would you describe the color difference in these two "
+                                               "images?\n<|image|><|image|> ASSISTANT: ")
+    ids2, labels2 = after.tokenize(after.conversation(item))
+    assert after.tokenizer.decode(ids2[labels2 != IGNORE_INDEX]) == enc.tokenizer.decode(ids[sup])
 
 
 def test_chat_template_labels_supervise_only_the_answer(llava):

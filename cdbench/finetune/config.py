@@ -38,6 +38,7 @@ METHODS = ("lora", "full")
 PRECISIONS = ("bf16", "fp16", "fp32")
 SCHEDULERS = ("cosine", "linear", "constant_with_warmup", "constant")
 ASPECT_MODES = ("auto", "pad", "resize", "none")
+IMAGE_POSITIONS = ("before", "after")
 EXPORTS = ("merged", "lora")
 TASKS = ("scores", "descriptions")
 
@@ -102,6 +103,12 @@ class FinetuneConfig:
     for mPLUG-Owl2 (recorded in the exported ``config.json``, which the scorer reads), ``none`` for
     HF image-text-to-text models (their processors and the scorer do not pad)."""
 
+    image_position: Literal["before", "after"] = "before"
+    """Where the two images go in the user turn: ``before`` the prompt (``<img><img>\\n<question>``, the
+    M-SPCD training conversations) or ``after`` it (CD-Reasoning's evaluation prompt and the cdbench
+    scorers' default; score a model trained with ``before`` with ``create_model(..., image_position="before")``
+    to match, or train with ``after``)."""
+
     # data loading
     dataloader_num_workers: int = 4
     group_by_length: bool = True
@@ -133,7 +140,7 @@ class FinetuneConfig:
             return DataError(f"fine-tuning setting {msg}")
 
         choices = {"method": METHODS, "precision": PRECISIONS, "lr_scheduler": SCHEDULERS,
-                   "image_aspect_ratio": ASPECT_MODES}
+                   "image_aspect_ratio": ASPECT_MODES, "image_position": IMAGE_POSITIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise bad(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")

@@ -169,29 +169,32 @@ class MplugOwl2Encoder:
     The pad token is ``<unk>`` (id 0), as the training script sets it.
     """
 
-    def __init__(self, tokenizer: Any, image_processor: Any, *, max_length: int = 2048):
+    def __init__(self, tokenizer: Any, image_processor: Any, *, max_length: int = 2048, image_position: str = "before"):
         self.tokenizer = tokenizer
+        self.image_position = image_position
         self.image_processor = image_processor
         self.max_length = max_length
         pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else 0)
 
     @classmethod
-    def from_folder(cls, folder, *, image_aspect_ratio: str = "pad", max_length: int = 2048) -> MplugOwl2Encoder:
+    def from_folder(cls, folder, *, image_aspect_ratio: str = "pad", max_length: int = 2048,
+                    image_position: str = "before") -> MplugOwl2Encoder:
         from cdbench.models.mplug_owl2.image_processing import MPLUGOwl2ImageProcessor
         from cdbench.models.mplug_owl2.tokenization import load_tokenizer
 
         tokenizer = load_tokenizer(folder)  # tokenises as the original sentencepiece tokenizer
         processor = MPLUGOwl2ImageProcessor.from_pretrained(
             folder, image_aspect_ratio=None if image_aspect_ratio == "none" else image_aspect_ratio)
-        return cls(tokenizer, processor, max_length=max_length)
+        return cls(tokenizer, processor, max_length=max_length, image_position=image_position)
 
     def conversation(self, item: TrainItem) -> str:
         from cdbench.models.mllm.settings import question_with_images
         from cdbench.models.mplug_owl2.conversation import DEFAULT_IMAGE_TOKEN, conv_templates
 
         conv = conv_templates["mplug_owl2"].copy()
-        conv.append_message(conv.roles[0], question_with_images(item.prompt, DEFAULT_IMAGE_TOKEN, "before"))
+        conv.append_message(conv.roles[0], question_with_images(item.prompt, DEFAULT_IMAGE_TOKEN,
+                                                                 self.image_position))
         conv.append_message(conv.roles[1], item.answer)
         return conv.get_prompt()
 

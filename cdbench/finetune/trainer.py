@@ -148,8 +148,13 @@ def _optimizer(model, config: FinetuneConfig):
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-                             eps=config.adam_epsilon)
+    kw = {"lr": config.learning_rate, "betas": (config.adam_beta1, config.adam_beta2), "eps": config.adam_epsilon}
+    if torch.cuda.is_available():  # one fused kernel per step instead of a loop over the parameters
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kw)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return torch.optim.AdamW(groups, **kw)
 
 
 def _scheduler(optimizer, config: FinetuneConfig, total_steps: int):
@@ -168,7 +173,7 @@ def make_encoder(family: str, folder: str | Path, config: FinetuneConfig):
         from cdbench.finetune.encoders import MplugOwl2Encoder
 
         return MplugOwl2Encoder.from_folder(folder, image_aspect_ratio=config.aspect_mode(family),
-                                            max_length=config.model_max_length)
+                                            max_length=config.model_max_length, image_position=config.image_position)
     from transformers import AutoProcessor
 
     from cdbench.finetune.encoders import ChatTemplateEncoder
@@ -178,7 +183,7 @@ def make_encoder(family: str, folder: str | Path, config: FinetuneConfig):
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"{folder}: cannot load the processor ({e})") from None
     return ChatTemplateEncoder(processor, image_aspect_ratio=config.aspect_mode(family),
-                               max_length=config.model_max_length)
+                               max_length=config.model_max_length, image_position=config.image_position)
 
 
 def supervised_loss_sum(model, batch: dict):
