@@ -100,3 +100,16 @@ def test_options_and_errors():
         spatial_difference_map(a, b[:4], "s-cielab")
     with pytest.raises(DataError, match="positive"):
         spatial_difference_map(a, b, "s-cielab", pixels_per_degree=0)
+
+
+def test_spatial_models_filter_each_image_once_and_match_the_map():
+    import cdbench
+
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (40, 52, 3), dtype=np.uint8) for _ in range(3)]
+    pairs = [(imgs[0], imgs[1]), (imgs[1], imgs[2]), (imgs[0], imgs[2])]
+    for name, kw in (("s-cielab", {}), ("s-ciede2000", {"kL": 2.0})):
+        got = cdbench.create_model(name, pixels_per_degree=30.0, **kw).score(pairs)
+        ref = [float(spatial_difference_map(a, b, name, pixels_per_degree=30.0, dtype=torch.float64, **kw).mean())
+               for a, b in pairs]
+        np.testing.assert_allclose(got, ref, rtol=1e-4)

@@ -9,7 +9,8 @@ A pair's score is the pooled per-pixel difference map (``pooling="mean"`` by def
 parallel decoding threads, each image released after its last pair) and computes each pair with
 the fused kernel of :mod:`cdbench.colour.fused` where it applies (uint8 images, CIELAB formulas),
 chunk by chunk; for the CIELAB formulas on CPU each image's CIELAB is computed once by the native kernel
-and reused by its pairs (``LAB_CACHE_IMAGES``). Memory bound: the decoded images still needed
+and reused by its pairs (``LAB_CACHE_IMAGES``); S-CIELAB and S-CIEDE2000 filter each image once
+per call the same way. Memory bound: the decoded images still needed
 (SPCD: a scene's images, 3 MB each at 1024x1024) + the decode-ahead window (``2 * workers + 2``
 images) + one pair's float32 map (4 bytes per pixel) + a chunk's working set (about 100 bytes x
 ``chunk_pixels``: 13 MB at the default) + the CIELAB cache (12 bytes per pixel, 8 images: 96 MB).
@@ -167,7 +168,38 @@ class FormulaModel(CDModel):
             cache.popitem(last=False)
         return lab
 
+    def _cached_scielab(self, arr: np.ndarray, cache: OrderedDict) -> torch.Tensor:
+        from cdbench.colour.spatial import srgb_to_scielab
+
+        key = id(arr)
+        hit = cache.get(key)
+        if hit is not None and hit[0] is arr:
+            cache.move_to_end(key)
+            return hit[1]
+        kw = {k: v for k, v in self.options.items() if k in ("pixels_per_degree", "convention")}
+        lab = srgb_to_scielab(np.ascontiguousarray(arr), dtype=self.dtype, device=self.device, **kw)
+        cache[key] = (arr, lab)
+        while len(cache) > LAB_CACHE_IMAGES:
+            cache.popitem(last=False)
+        return lab
+
+    def _spatial_map(self, a: np.ndarray, b: np.ndarray, cache: OrderedDict) -> torch.Tensor:
+        """S-CIELAB / S-CIEDE2000 from the per-image filtered CIELAB (each image filtered once per call)."""
+        from cdbench.colour import delta_e_cie76, delta_e_ciede2000, native
+
+        la, lb = self._cached_scielab(a, cache), self._cached_scielab(b, cache)
+        formula = "cie76" if self.formula == "s-cielab" else "ciede2000"
+        opts = {k: v for k, v in self.options.items() if k in ("kL", "kC", "kH")}
+        if self.device.type == "cpu" and la.dtype == torch.float32 and self.fast and native.available():
+            return native.native_delta_from_lab(la.permute(2, 0, 1).contiguous(), lb.permute(2, 0, 1).contiguous(),
+                                                formula, **opts)
+        return delta_e_cie76(la, lb) if formula == "cie76" else delta_e_ciede2000(la, lb, **opts)
+
     def _map(self, a: np.ndarray, b: np.ndarray, pair: Pair, lab_cache: OrderedDict | None = None) -> torch.Tensor:
+        if lab_cache is not None and self.formula in SPATIAL_FORMULAS:
+            a, b = self._match_sizes(a, b, pair)
+            if a.dtype == b.dtype:
+                return self._spatial_map(a, b, lab_cache)
         if (lab_cache is not None and a.dtype == np.uint8 and b.dtype == np.uint8 and a.shape == b.shape
                 and a.ndim == 3 and a.shape[-1] == 3):
             from cdbench.colour.native import native_delta_from_lab
@@ -197,7 +229,8 @@ class FormulaModel(CDModel):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(pairs), desc=f"{self.name}", unit="pair")
-        lab_cache: OrderedDict | None = OrderedDict() if self._native_lab() else None
+        per_image = self._native_lab() or self.formula in SPATIAL_FORMULAS
+        lab_cache: OrderedDict | None = OrderedDict() if per_image else None
         try:
             for i, a, b in iter_pairs(pairs, workers=self.workers):
                 out[i] = self._pool(self._map(a, b, pairs[i], lab_cache))
