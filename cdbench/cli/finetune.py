@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-vision", dest="freeze_vision_model", action="store_false",
                    help="train the vision encoder")
     p.add_argument("--split", help="training split (default: train)")
+    p.add_argument("--image-position", choices=("before", "after"),
+                   help="images before the prompt (default, the M-SPCD conversations) or after it")
     p.add_argument("--tasks", nargs="+", choices=("scores", "descriptions"), help="configs to mix (default: both)")
     p.add_argument("--lora-r", type=int)
     p.add_argument("--lora-alpha", type=int)
@@ -55,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run, method=None)
 
 
-_FIELDS = ("model", "dataset", "out", "method", "freeze_vision_model", "split", "tasks", "lora_r", "lora_alpha",
+_FIELDS = ("model", "dataset", "out", "method", "freeze_vision_model", "split", "image_position", "tasks", "lora_r",
+           "lora_alpha",
            "lora_dropout", "learning_rate", "num_train_epochs", "max_steps", "per_device_batch_size",
            "gradient_accumulation_steps", "precision", "gradient_checkpointing", "save_steps", "seed",
            "dataloader_num_workers", "max_items", "export", "resume")

@@ -352,6 +352,17 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
                     shutil.rmtree(d, ignore_errors=True)
         accelerator.wait_for_everyone()
 
+    if main and config.progress:
+        import sys
+
+        what = (f"LoRA r {config.lora_r} on {len(summary['lora_targets'])} modules" if config.is_lora
+                else "full fine-tuning")
+        per_task = ", ".join(f"{n} {t}" for t, n in summary["items_per_task"].items())
+        trained, total_params = summary["trainable_parameters"], summary["total_parameters"]
+        print(f"cdbench finetune: {len(items)} items ({per_task}), {trained:,} of {total_params:,} parameters "
+              f"trained ({what}), {total} steps of {world} x {config.per_device_batch_size} x {k} items"
+              + (f", resuming at step {global_step}" if global_step else ""), file=sys.stderr)
+
     # ---------------------------------------------------------------- train
     device = accelerator.device
     bar = tqdm(total=total, initial=global_step, desc="finetune", unit="step", dynamic_ncols=True,
