@@ -142,3 +142,17 @@ def test_cli_reports_missing_inputs_in_one_line(tmp_path):
     cfg = tmp_path / "train.yaml"
     cfg.write_text("lora_r: 8\nbogus: 1\n")
     assert main(["finetune", "--config", str(cfg), "--model", "m", "--dataset", "d", "--out", "o"]) == 2
+
+
+def test_cli_settings_precedence_defaults_yaml_flags(tmp_path):
+    from cdbench.cli import build_parser
+    from cdbench.cli.finetune import config_from_args
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("model: base\ndataset: ds\nout: o\nlora_r: 16\nlearning_rate: 1.0e-4\nmethod: full\n")
+    args = build_parser().parse_args(["finetune", "--config", str(cfg), "--lr", "3e-4", "--lora", "--freeze-vision",
+                                      "--tasks", "scores", "--no-resume"])
+    c = config_from_args(args)
+    assert (c.model, c.lora_r, c.learning_rate, c.method, c.freeze_vision_model, c.tasks, c.resume) == (
+        "base", 16, 3e-4, "lora", True, ("scores",), False)
+    assert c.lora_alpha == 256 and c.warmup_ratio == 0.03  # untouched defaults stay the recipe's
