@@ -86,36 +86,40 @@ def separable_kernels(pixels_per_degree: float) -> tuple[tuple[np.ndarray, ...],
     return tuple(out)
 
 
-def _symmetric_conv_last(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Convolve the last axis with an odd kernel, edges reflected as pad4conv.m (then zeros beyond)."""
+def _pad_for_conv(x: torch.Tensor, K: int) -> torch.Tensor:
+    """Pad the last axis for a 'same' convolution with an odd kernel of K taps, as pad4conv.m:
+    edges reflected (edge sample repeated) by up to half the axis, zeros beyond."""
     n = x.shape[-1]
-    K = k.numel()
     half = K // 2
     p = min(half, n // 2)
-    parts = [x]
     if p:
-        parts = [x[..., :p].flip(-1), x, x[..., n - p:].flip(-1)]
-    xp = torch.cat(parts, dim=-1)
+        x = torch.cat([x[..., :p].flip(-1), x, x[..., n - p:].flip(-1)], dim=-1)
     if half > p:
-        xp = F.pad(xp, (half - p, half - p))
-    flat = xp.reshape(-1, 1, xp.shape[-1])
-    y = F.conv1d(flat, k.flip(0).reshape(1, 1, K))
-    return y.reshape(*x.shape[:-1], n)
+        x = F.pad(x, (half - p, half - p))
+    return x
+
+
+def _kernel_bank(pixels_per_degree: float, dtype: torch.dtype, device) -> tuple[torch.Tensor, int]:
+    """All 1-D kernels as conv1d weights (3 * n, 1, K), channel-major, zero kernels as padding."""
+    kernels = separable_kernels(float(pixels_per_degree))
+    n = max(len(ks) for ks in kernels)
+    K = len(kernels[0][0])
+    bank = np.zeros((3 * n, 1, K))
+    for c, ks in enumerate(kernels):
+        for j, k in enumerate(ks):
+            bank[c * n + j, 0] = k[::-1]  # conv1d correlates: flip for a convolution
+    return torch.tensor(bank, dtype=dtype, device=device), n
 
 
 def filter_opponent(opp: torch.Tensor, pixels_per_degree: float = DEFAULT_PIXELS_PER_DEGREE) -> torch.Tensor:
-    """Spatially filter an (H, W, 3) opponent image (separableConv.m: rows signed, columns abs)."""
-    kernels = separable_kernels(float(pixels_per_degree))
-    planes = []
-    for c, ks in enumerate(kernels):
-        plane = opp[..., c]
-        acc = torch.zeros_like(plane)
-        for k in ks:
-            kx = torch.tensor(k, dtype=opp.dtype, device=opp.device)
-            rows = _symmetric_conv_last(plane, kx)  # horizontal, signed kernel
-            acc = acc + _symmetric_conv_last(rows.transpose(-1, -2), kx.abs()).transpose(-1, -2)
-        planes.append(acc)
-    return torch.stack(planes, dim=-1)
+    """Spatially filter an (H, W, 3) opponent image (separableConv.m: rows with the signed kernels,
+    then columns with their absolute values, summed per channel), as two grouped convolutions."""
+    bank, n = _kernel_bank(pixels_per_degree, opp.dtype, opp.device)
+    K = bank.shape[-1]
+    h, w, _ = opp.shape
+    rows = F.conv1d(_pad_for_conv(opp.permute(0, 2, 1), K), bank, groups=3)  # (H, 3n, W)
+    cols = F.conv1d(_pad_for_conv(rows.permute(2, 1, 0), K), bank.abs(), groups=3 * n)  # (W, 3n, H)
+    return cols.reshape(w, 3, n, h).sum(dim=2).permute(2, 0, 1)  # (H, W, 3)
 
 
 def srgb_to_scielab(rgb: Any, *, pixels_per_degree: float = DEFAULT_PIXELS_PER_DEGREE,
