@@ -6,14 +6,15 @@ A pair's score is the pooled per-pixel difference map (``pooling="mean"`` by def
 ``"p95"`` or any ``"pNN"``). ``difference_map(pair)`` returns the map itself.
 
 ``score(pairs)`` decodes each unique image once per call (:func:`cdbench.data.images.iter_pairs`:
-parallel decoding threads, each image released after its last pair) and computes each pair with
-the fused kernel of :mod:`cdbench.colour.fused` where it applies (uint8 images, CIELAB formulas),
-chunk by chunk; for the CIELAB formulas on CPU each image's CIELAB is computed once by the native kernel
-and reused by its pairs (``LAB_CACHE_IMAGES``); S-CIELAB and S-CIEDE2000 filter each image once
-per call the same way. Memory bound: the decoded images still needed
-(SPCD: a scene's images, 3 MB each at 1024x1024) + the decode-ahead window (``2 * workers + 2``
-images) + one pair's float32 map (4 bytes per pixel) + a chunk's working set (about 100 bytes x
-``chunk_pixels``: 13 MB at the default) + the CIELAB cache (12 bytes per pixel, 8 images: 96 MB).
+parallel decoding threads, each image released after its last pair). Each image is also converted
+once per call and reused by its pairs (SPCD uses each image about four times): to planar CIELAB
+by the native kernel for the CIELAB formulas on CPU, filtered for S-CIELAB / S-CIEDE2000, to
+CAM16-UCS or ICtCp (``LAB_CACHE_IMAGES`` most recent images); elsewhere (``fast=False``, float64,
+GPU) the fused or reference kernels of :mod:`cdbench.colour` run per pair, chunk by chunk.
+Memory bound: the decoded images still needed (SPCD: a scene's images, 3 MB each at 1024x1024) +
+the decode-ahead window (``2 * workers + 2`` images) + one pair's float32 map (4 bytes per pixel)
++ a chunk's working set (about 100 bytes x ``chunk_pixels``: 13 MB at the default) + the
+per-image cache (12 bytes per pixel, 8 images: 96 MB at 1024x1024).
 
 Images of different sizes: ``resize="error"`` (default) raises a :class:`~cdbench.errors.DataError`
 naming both images; ``resize="first"`` resamples the second image to the first one's size and
@@ -52,6 +53,7 @@ LAB_CACHE_IMAGES = 8
 """The CIELAB formulas on CPU keep the planar CIELAB of the last 8 images of a ``score`` call (12 bytes per
 pixel: 96 MB at 1024x1024), so an image shared by several pairs is converted once (SPCD: ~4 pairs)."""
 SPATIAL_FORMULAS = ("s-cielab", "s-ciede2000")
+PER_IMAGE_SPACES = ("cam16ucs", "itp")  # colour space converted once per image, then a Euclidean difference
 FORMULA_NAMES = (*PIXEL_FORMULAS, *SPATIAL_FORMULAS)
 
 
@@ -195,11 +197,39 @@ class FormulaModel(CDModel):
                                                 formula, **opts)
         return delta_e_cie76(la, lb) if formula == "cie76" else delta_e_ciede2000(la, lb, **opts)
 
+    def _cached_space(self, arr: np.ndarray, cache: OrderedDict) -> torch.Tensor:
+        """The image in the formula's colour space (CAM16-UCS, ICtCp), converted in chunks, once per call."""
+        key = id(arr)
+        hit = cache.get(key)
+        if hit is not None and hit[0] is arr:
+            cache.move_to_end(key)
+            return hit[1]
+        f = PIXEL_FORMULAS[self.formula]
+        kw = {k: v for k, v in self.options.items() if k in f.space_options}
+        t = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+        h, w, _ = t.shape
+        flat = t.reshape(-1, 3)
+        out = torch.empty(h * w, 3, dtype=self.dtype or torch.float32, device=self.device)
+        step = self.chunk_pixels or (1 << 22 if self.device.type == "cuda" else 1 << 17)
+        for s in range(0, h * w, step):
+            out[s:s + step] = f.space(flat[s:s + step], dtype=out.dtype, **kw)
+        value = out.reshape(h, w, 3)
+        cache[key] = (arr, value)
+        while len(cache) > LAB_CACHE_IMAGES:
+            cache.popitem(last=False)
+        return value
+
     def _map(self, a: np.ndarray, b: np.ndarray, pair: Pair, lab_cache: OrderedDict | None = None) -> torch.Tensor:
         if lab_cache is not None and self.formula in SPATIAL_FORMULAS:
             a, b = self._match_sizes(a, b, pair)
             if a.dtype == b.dtype:
                 return self._spatial_map(a, b, lab_cache)
+        if lab_cache is not None and self.formula in PER_IMAGE_SPACES:
+            a, b = self._match_sizes(a, b, pair)
+            if a.dtype == b.dtype:
+                f = PIXEL_FORMULAS[self.formula]
+                kw = {k: v for k, v in self.options.items() if k in f.delta_options()}
+                return f.delta(self._cached_space(a, lab_cache), self._cached_space(b, lab_cache), **kw)
         if (lab_cache is not None and a.dtype == np.uint8 and b.dtype == np.uint8 and a.shape == b.shape
                 and a.ndim == 3 and a.shape[-1] == 3):
             from cdbench.colour.native import native_delta_from_lab
@@ -229,7 +259,7 @@ class FormulaModel(CDModel):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(pairs), desc=f"{self.name}", unit="pair")
-        per_image = self._native_lab() or self.formula in SPATIAL_FORMULAS
+        per_image = self._native_lab() or self.formula in (*SPATIAL_FORMULAS, *PER_IMAGE_SPACES)
         lab_cache: OrderedDict | None = OrderedDict() if per_image else None
         try:
             for i, a, b in iter_pairs(pairs, workers=self.workers):
