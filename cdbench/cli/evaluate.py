@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results", help="results root (default: results)")
     p.add_argument("--images", help="folder with the images by file name (for a --labels-only dataset)")
     add_metric_options(p)
-    p.add_argument("--batch-size", type=int, default=16, help="pairs per model call and per saved batch")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="pairs per model call and per saved batch (default: the model's preferred chunk)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="device of the model (default: the model's)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, repeatable (e.g. --option pooling=median); VALUE parsed as JSON if it can be")

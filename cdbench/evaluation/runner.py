@@ -143,7 +143,7 @@ def _check_run_record(out_dir: Path, record: dict) -> None:
 
 def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.PathLike, config: str = "scores",
                    split: str = "test", out: str | os.PathLike = "results", *, fit: str = "5pl",
-                   batch_size: int = 16, n_boot: int = 1000, seed: int = 0, device: str | None = None,
+                   batch_size: int | None = None, n_boot: int = 1000, seed: int = 0, device: str | None = None,
                    overwrite: bool = False, progress: bool = True, plot: bool = True,
                    model_options: dict[str, Any] | None = None, title_note: str = "",
                    on_batch: Callable[[int], None] | None = None, bertscore_model: str | None = None,
@@ -156,7 +156,7 @@ def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.Pat
     from cdbench.data.dataset import image_pairs, open_split, read_build_record
 
     key = value_key(config)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     read_build_record(dataset_dir)
     ds = open_split(dataset_dir, config, split)
@@ -185,6 +185,8 @@ def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.Pat
         model = create_model(model, **opts)
     if config == "descriptions" and not model.can_describe:
         raise ModelError(f"model {model.name!r} cannot describe pairs; evaluate it with --config scores")
+    if batch_size is None:
+        batch_size = max(1, int(getattr(model, "preferred_chunk", 64)))
     info = model.info()
     out_dir = Path(out) / model_slug(info["name"]) / f"{config}-{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,7 +211,10 @@ def _run(model, info, out_dir, ds, ds_block, pairs, dataset_dir, config, split, 
     except ValueError as e:
         raise DataError(str(e)) from None
     ids = list(ds["pair_id"])
-    todo = [i for i, p in enumerate(ids) if p not in done]
+    # Pairs of one scene share images (SPCD: each image in about four pairs): grouping them makes
+    # each call decode a shared image once. Predictions are keyed by pair id, so order is free.
+    scenes = list(ds["scene"])
+    todo = sorted((i for i, p in enumerate(ids) if p not in done), key=lambda i: (scenes[i], i))
     n_resumed = len(ids) - len(todo)
     bar = None
     if progress:

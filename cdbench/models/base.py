@@ -34,6 +34,10 @@ class CDModel(abc.ABC):
     kind: Literal["formula", "learned", "mllm", "other"] = "other"
     scale: ScoreScale = "difference"
     can_describe: bool = False
+    preferred_chunk: int = 64
+    """Pairs the evaluation runner hands to one ``score``/``describe`` call (and saves at once):
+    large enough for the model to batch and to decode each shared image once, small enough that
+    an interruption loses little. Models that batch on an accelerator raise it."""
 
     @abc.abstractmethod
     def score(self, pairs: Sequence[Pair], *, progress: bool = False) -> np.ndarray:

@@ -59,7 +59,7 @@ def reproduce_table(table: str, dataset_dir: str | os.PathLike, out_dir: str | o
                     split: str = "test", baselines_dir: str | os.PathLike | None = None,
                     weights: Mapping[str, str] | None = None, only: Sequence[str] | None = None,
                     n_boot: int = 1000, seed: int = 0, allow_cpu: bool = False, progress: bool = True,
-                    batch_size: int = 16) -> ReproducedTable:
+                    batch_size: int | None = None) -> ReproducedTable:
     """Run the baselines of ``table`` on ``split`` of the built dataset and write
     ``OUT/<table>.md|.tex|.csv|.json``; model runs go to ``OUT/runs/`` (resumable, like
     ``cdbench evaluate``). Baselines that cannot run here stay in the table with the reason."""
