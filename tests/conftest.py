@@ -27,3 +27,26 @@ def shared_data() -> Path:
 def shared_fixtures() -> Path:
     """``../shared/fixtures``: model fixtures made with the original reference implementations."""
     return _need(SHARED_FIXTURES)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one intra-op thread is faster than several fighting over shared cores.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def synthetic_mspcd_with_train(tmp_path_factory) -> Path:
+    """A synthetic M-SPCD dataset folder with a train split (scores + descriptions), built by cdbench."""
+    from cdbench.builders import build_mspcd
+    from cdbench.data.synthetic import make_synthetic_mspcd, make_synthetic_spcd
+
+    root = tmp_path_factory.mktemp("synthetic-mspcd")
+    make_synthetic_spcd(root / "spcd", n_scenes=3, size=32)
+    make_synthetic_mspcd(root / "ann", root / "spcd", with_train=True)
+    return build_mspcd(root / "spcd", root / "ann", root / "ds", progress=False)

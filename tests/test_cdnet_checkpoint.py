@@ -21,13 +21,7 @@ from cdbench.models.cdnet.checkpoint import (
 )
 from cdbench.models.cdnet.network import CDNet
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trained_like_net(seed: int = 0) -> CDNet:

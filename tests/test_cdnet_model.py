@@ -14,13 +14,7 @@ from cdbench.errors import DataError
 from cdbench.models.cdnet.checkpoint import save_cdnet
 from cdbench.models.cdnet.network import CDNet
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -11,13 +11,7 @@ from PIL import Image
 from cdbench.models.cdnet.network import CDNet
 from cdbench.models.cdnet.preprocess import eval_resize, to_tensor, upsize_small
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _net(seed: int) -> CDNet:

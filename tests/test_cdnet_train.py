@@ -27,13 +27,7 @@ from cdbench.models.cdnet.train import (
     train_cdnet,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def luminance_shift_pairs(n: int, seed: int, size: int = 24) -> TrainData:

@@ -19,14 +19,7 @@ from cdbench.errors import DataError  # noqa: E402
 from cdbench.finetune.config import FinetuneConfig  # noqa: E402
 from cdbench.finetune.data import IGNORE_INDEX, TrainItem, count_supervised, load_training_items  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is much faster than several fighting over shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +28,8 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dataset(workdir) -> Path:
-    """A synthetic M-SPCD folder with a train split (scores + descriptions), built by cdbench."""
-    from cdbench.builders import build_mspcd
-    from cdbench.data.synthetic import make_synthetic_mspcd, make_synthetic_spcd
-
-    make_synthetic_spcd(workdir / "spcd", n_scenes=3, size=32)
-    make_synthetic_mspcd(workdir / "ann", workdir / "spcd", with_train=True)
-    return build_mspcd(workdir / "spcd", workdir / "ann", workdir / "ds", progress=False)
+def dataset(synthetic_mspcd_with_train) -> Path:
+    return synthetic_mspcd_with_train
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from cdbench.models.mplug_owl2 import MPLUGOwl2Config, MPLUGOwl2LlamaForCausalLM
 TOL = {"atol": 1e-4, "rtol": 1e-4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread is faster than several fighting over shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
