@@ -105,3 +105,20 @@ def test_native_formulas_match_reference(native, formula, options):
     score = cdbench.create_model(formula, **options).score([(a, b), (b, c), (a, c)])
     expect = [_reference(x, y, formula=formula, **options).mean() for x, y in ((a, b), (b, c), (a, c))]
     np.testing.assert_allclose(score, expect, rtol=0, atol=1e-4)
+
+
+def test_loading_the_native_kernel_keeps_subnormal_floats(native):
+    """A library linked with -ffast-math switches on flush-to-zero for the whole process when it
+    loads; ours must not change the user's floating-point behaviour (subnormals stay representable)."""
+    code = ("import numpy as np\n"
+            "from cdbench.colour import native\n"
+            "assert native.load_kernel() is not None\n"
+            "x = np.array([1e-40], np.float32) * np.float32(1.0)\n"
+            "y = np.array([5e-324]) * 1.0\n"
+            "print(float(x[0]) != 0.0 and float(y[0]) != 0.0)\n")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip() == "True"

@@ -197,7 +197,11 @@ void cdb_delta_lab(const float *restrict p1, const float *restrict p2, int64_t n
 }
 """
 
-FLAGS = ("-O3", "-ffast-math", "-march=native", "-fPIC", "-shared")
+FLAGS = ("-O3", "-ffast-math", "-march=native", "-fPIC")
+"""Compile flags. The link step deliberately omits ``-ffast-math``: linked with it, GCC adds
+``crtfastmath.o``, whose constructor switches on flush-to-zero / denormals-are-zero for the whole
+process as soon as the library loads, silently changing every later float computation of the user."""
+LINK_FLAGS = ("-shared", "-fPIC")
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 
@@ -226,7 +230,8 @@ def _cpu_signature() -> str:
 
 def _build(cc: str) -> Path:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = hashlib.sha256("\n".join([KERNEL_SOURCE, " ".join(FLAGS), version, _cpu_signature()]).encode()).hexdigest()
+    key = hashlib.sha256("\n".join([KERNEL_SOURCE, " ".join(FLAGS + LINK_FLAGS), version, _cpu_signature()]).encode()
+                         ).hexdigest()
     target = cache_dir() / f"ciede2000-{key[:16]}.so"
     if target.exists():
         return target
@@ -234,11 +239,14 @@ def _build(cc: str) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         src = Path(tmp) / "kernel.c"
         src.write_text(KERNEL_SOURCE)
-        out = Path(tmp) / "kernel.so"
+        obj, out = Path(tmp) / "kernel.o", Path(tmp) / "kernel.so"
         errors = []
         for extra in (["-fopenmp"], []):  # without OpenMP the pragmas are ignored: one thread
-            res = subprocess.run([cc, *FLAGS, *extra, "-o", str(out), str(src), "-lm"], capture_output=True,
+            res = subprocess.run([cc, *FLAGS, *extra, "-c", "-o", str(obj), str(src)], capture_output=True,
                                  text=True, timeout=300)
+            if res.returncode == 0:
+                res = subprocess.run([cc, *LINK_FLAGS, *extra, "-o", str(out), str(obj), "-lm"],
+                                     capture_output=True, text=True, timeout=300)
             if res.returncode == 0:
                 os.replace(out, target)
                 return target
