@@ -2,7 +2,7 @@
 
 ``build_spcd(root, out)`` and ``build_mspcd(spcd_root, annotations_root, out)`` write a folder
 that ``datasets.load_dataset(out, "scores")`` (and ``"descriptions"`` for M-SPCD) reads offline;
-the recipes are in the top-level ``builders/`` folder. Read a built folder with
+the recipes are in ``cdbench/builders/recipes`` (the top-level ``builders/`` links to it). Read a built folder with
 :mod:`cdbench.data.dataset`.
 """
 

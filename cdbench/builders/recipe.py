@@ -7,8 +7,9 @@ from pathlib import Path
 
 from cdbench.errors import DataError
 
-RECIPES_DIR = Path(os.environ.get("CDBENCH_RECIPES", Path(__file__).resolve().parents[2] / "builders"))
-"""The top-level ``builders/`` folder of the checkout (override with ``$CDBENCH_RECIPES``)."""
+RECIPES_DIR = Path(os.environ.get("CDBENCH_RECIPES", Path(__file__).resolve().parent / "recipes"))
+"""The recipes, shipped inside the package (``cdbench/builders/recipes``; the checkout's top-level
+``builders/`` is a link to it, so an installed cdbench builds too). Override with ``$CDBENCH_RECIPES``."""
 
 
 def load_recipe(name: str) -> dict:
@@ -17,7 +18,7 @@ def load_recipe(name: str) -> dict:
 
     path = RECIPES_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise DataError(f"{path}: build recipe not found (set CDBENCH_RECIPES to the checkout's builders/ folder)")
+        raise DataError(f"{path}: build recipe not found (set CDBENCH_RECIPES to a folder of recipes)")
     recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(recipe, dict) or recipe.get("name") != name:
         raise DataError(f"{path}: not a build recipe for {name!r}")

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="built dataset folder (SPCD for spcd-measures, M-SPCD otherwise)")
     p.add_argument("--split", default="test", help="split to evaluate on (default: test; must have human labels)")
     p.add_argument("--out", default="reproduce", help="output folder (default: ./reproduce)")
-    p.add_argument("--baselines", help="folder of baseline specs (default: ./baselines or the checkout's)")
+    p.add_argument("--baselines", help="folder of baseline specs (default: the specs shipped with cdbench)")
     p.add_argument("--weights", action="append", default=[], metavar="ID=PATH",
                    help="weights / checkpoint folder of a baseline, e.g. cdnet=ckpt/ (repeatable)")
     p.add_argument("--only", help="comma-separated baseline ids to run (default: all of the table)")

@@ -45,11 +45,9 @@ class BaselineSpec:
 
 
 def default_baselines_dir() -> Path:
-    """``./baselines`` when present, else the ``baselines/`` beside the cdbench package (a checkout)."""
-    here = Path("baselines")
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[2] / "baselines"
+    """The baseline specs shipped inside the package (``cdbench/reproduce/baselines``; the checkout's
+    top-level ``baselines/`` is a link to it). Pass another folder with ``--baselines``."""
+    return Path(__file__).resolve().parent / "baselines"
 
 
 def load_spec(path: str | os.PathLike) -> BaselineSpec:
