@@ -152,3 +152,19 @@ def test_unknown_fit_and_length_mismatch():
         correlation_metrics([1, 2, 3], [1, 2, 3], fit="3pl")
     with pytest.raises(ValueError, match="differ in length"):
         correlation_metrics([1, 2, 3], [1, 2])
+
+
+def test_fewer_pairs_than_parameters_never_crashes_the_fit():
+    """Levenberg-Marquardt needs at least as many pairs as parameters (scipy raises TypeError):
+    a 3-pair 4pl fit and a 4-pair 5pl refit (as a bootstrap on a small subset makes) are NaN fits."""
+    from cdbench.metrics import fit_logistic
+
+    x, y = np.array([1.0, 2.0, 4.0, 8.0]), np.array([1.5, 2.5, 3.0, 6.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = correlation_metrics(x[:3], y[:3], fit="4pl")
+    assert math.isnan(m["plcc"]) and m["fit"]["converged"] is False
+    assert m["srcc"] == pytest.approx(1.0)
+    refit = fit_logistic(x, y, "5pl", p0=[1.0, 1.0, 3.0, 0.5, 1.0], method="lm")
+    assert refit.converged is False and "at least 5 pairs" in refit.message
+    assert fit_logistic(x, y, "5pl").params  # the reference optimiser (Nelder-Mead) still fits 4 pairs

@@ -85,6 +85,8 @@ def _run(args: argparse.Namespace) -> int:
                            overwrite=args.overwrite, progress=not args.no_progress, plot=not args.no_plot,
                            model_options=parse_options(args.option), bertscore_model=args.bertscore_model,
                            images=args.images)
+    if r is None:  # a rank other than 0 of a multi-process launch: rank 0 reports
+        return 0
     ds = r.metrics["dataset"]
     print(f"\n{r.metrics['model'].get('name')} on {ds['name']} {ds['config']}/{ds['split']}"
           f"{' (SYNTHETIC data)' if ds.get('synthetic') else ''}"

@@ -147,12 +147,16 @@ def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.Pat
                    overwrite: bool = False, progress: bool = True, plot: bool = True,
                    model_options: dict[str, Any] | None = None, title_note: str = "",
                    on_batch: Callable[[int], None] | None = None, bertscore_model: str | None = None,
-                   images: str | os.PathLike | None = None) -> EvaluationResult:
+                   images: str | os.PathLike | None = None) -> EvaluationResult | None:
     """Run ``model`` (a name, a folder or a :class:`CDModel`) over ``config``/``split`` of the built
     dataset ``dataset_dir`` and write every output (see the module docstring). Resumes a previous
     run in the same folder. ``on_batch(k)`` is called after the k-th batch is saved (tests use it
     to simulate an interruption). ``images``: a folder holding the images by file name (for a
-    ``--labels-only`` build), instead of the dataset's own ``images/``."""
+    ``--labels-only`` build), instead of the dataset's own ``images/``.
+
+    Under ``torchrun`` / ``accelerate launch`` every rank predicts a shard of the pairs (resumable
+    part files merged into the same ``predictions.jsonl`` one process writes); rank 0 then writes the
+    other outputs and returns the result, the other ranks return None."""
     from cdbench.data.dataset import image_pairs, open_split, read_build_record
 
     key = value_key(config)
@@ -176,6 +180,7 @@ def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.Pat
                 raise DataError(f"{e}; this is a --labels-only build: pass --images DIR (the SPCD images/ "
                                 "folder)") from None
             raise
+    rank, world = _launched_ranks()
     if not isinstance(model, CDModel):
         from cdbench.models.registry import create_model
 
@@ -190,6 +195,11 @@ def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.Pat
     info = model.info()
     out_dir = Path(out) / model_slug(info["name"]) / f"{config}-{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    if world > 1:  # under torchrun / accelerate launch: every rank predicts its shard, rank 0 writes the rest
+        if overwrite:
+            raise DataError("--overwrite is not supported under a multi-process launcher; clear the folder first")
+        if not _predict_shards(model, info, out_dir, ds, ds_block, pairs, config, key, batch_size, progress):
+            return None
     with run_lock(out_dir):
         if overwrite:  # under the lock: never pull the files from under a running evaluation
             import shutil
@@ -199,6 +209,39 @@ def evaluate_model(model: str | os.PathLike | CDModel, dataset_dir: str | os.Pat
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         return _run(model, info, out_dir, ds, ds_block, pairs, dataset_dir, config, split, key, batch_size, fit,
                     n_boot, seed, device, progress, plot, title_note, on_batch, bertscore_model)
+
+
+def _launched_ranks() -> tuple[int, int]:
+    """``(rank, world_size)`` of a ``torchrun`` / ``accelerate launch`` run (the process group is
+    initialised before the model is created, so each rank takes its own GPU); ``(0, 1)`` otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    from cdbench.models.mllm.distributed import init_distributed
+
+    return init_distributed()
+
+
+def _predict_shards(model, info, out_dir, ds, ds_block, pairs, config, key, batch_size, progress) -> bool:
+    """Predict the pairs not yet in ``predictions.jsonl`` across the launched ranks
+    (:func:`cdbench.models.mllm.distributed.predict_sharded`: resumable part files, one merge), then
+    rank 0 appends them to ``predictions.jsonl``. True on rank 0, which goes on to the metrics."""
+    from cdbench.models.mllm.distributed import predict_sharded
+
+    _check_run_record(out_dir, _run_record(info, ds_block))
+    pred_path = out_dir / PREDICTIONS_FILE
+    done = predictions_mapping(read_jsonl(pred_path), config, str(pred_path))
+    ids = list(ds["pair_id"])
+    todo = [i for i, p in enumerate(ids) if p not in done]
+    merged = out_dir / "predictions.sharded.jsonl"
+    result = predict_sharded(model, [pairs[i] for i in todo], merged, ids=[ids[i] for i in todo],
+                             task="score" if config == "scores" else "describe", chunk_size=batch_size,
+                             progress=progress)
+    if result is None:
+        return False
+    field = "score" if config == "scores" else "description"
+    append_jsonl(pred_path, ({"pair_id": r["id"], key: r[field]} for r in read_jsonl(merged)))
+    merged.unlink()
+    return True
 
 
 def _run(model, info, out_dir, ds, ds_block, pairs, dataset_dir, config, split, key, batch_size, fit, n_boot, seed,

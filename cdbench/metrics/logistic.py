@@ -122,12 +122,15 @@ def fit_logistic(pred: Sequence[float] | np.ndarray, human: Sequence[float] | np
         return LogisticFit(kind, [np.nan] * n_params, [], False, "needs at least 3 finite pairs")
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return LogisticFit(kind, [np.nan] * n_params, [], False, "constant predictions or human scores")
+    uses_lm = kind == "4pl" or method == "lm"
+    if uses_lm and x.size < n_params:  # Levenberg-Marquardt needs at least as many pairs as parameters
+        return LogisticFit(kind, [np.nan] * n_params, [], False, f"needs at least {n_params} pairs for {kind}")
     init = np.asarray(p0, dtype=np.float64) if p0 is not None else (
         initial_5pl(x, y) if kind == "5pl" else initial_4pl(x, y))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         try:
-            if kind == "5pl" and method == "reference":
+            if not uses_lm:
                 from scipy.optimize import fmin
 
                 params, _fopt, _it, _nfev, flag = fmin(_sse_5pl, init, args=(x, y), full_output=True, disp=False)
