@@ -155,35 +155,34 @@ class FormulaModel(CDModel):
             return False
         return native.available()
 
-    def _cached_lab(self, arr: np.ndarray, cache: OrderedDict) -> torch.Tensor:
-        from cdbench.colour.native import native_lab_planes
-
+    @staticmethod
+    def _per_image(arr: np.ndarray, cache: OrderedDict, convert) -> torch.Tensor:
+        """``convert(arr)``, computed once per image and kept in a small LRU ``cache`` for the call
+        (an image is in about four SPCD pairs). Entries hold ``arr`` so its ``id`` is not reused."""
         key = id(arr)
         hit = cache.get(key)
         if hit is not None and hit[0] is arr:
             cache.move_to_end(key)
             return hit[1]
-        lab = native_lab_planes(torch.from_numpy(np.ascontiguousarray(arr)),
-                                convention=self.options.get("convention", "cie"))
-        cache[key] = (arr, lab)  # holding ``arr`` keeps its id from being reused
+        value = convert(arr)
+        cache[key] = (arr, value)
         while len(cache) > LAB_CACHE_IMAGES:
             cache.popitem(last=False)
-        return lab
+        return value
+
+    def _cached_lab(self, arr: np.ndarray, cache: OrderedDict) -> torch.Tensor:
+        from cdbench.colour.native import native_lab_planes
+
+        convention = self.options.get("convention", "cie")
+        return self._per_image(arr, cache, lambda x: native_lab_planes(torch.from_numpy(np.ascontiguousarray(x)),
+                                                                       convention=convention))
 
     def _cached_scielab(self, arr: np.ndarray, cache: OrderedDict) -> torch.Tensor:
         from cdbench.colour.spatial import srgb_to_scielab
 
-        key = id(arr)
-        hit = cache.get(key)
-        if hit is not None and hit[0] is arr:
-            cache.move_to_end(key)
-            return hit[1]
         kw = {k: v for k, v in self.options.items() if k in ("pixels_per_degree", "convention")}
-        lab = srgb_to_scielab(np.ascontiguousarray(arr), dtype=self.dtype, device=self.device, **kw)
-        cache[key] = (arr, lab)
-        while len(cache) > LAB_CACHE_IMAGES:
-            cache.popitem(last=False)
-        return lab
+        return self._per_image(arr, cache, lambda x: srgb_to_scielab(np.ascontiguousarray(x), dtype=self.dtype,
+                                                                     device=self.device, **kw))
 
     def _spatial_map(self, a: np.ndarray, b: np.ndarray, cache: OrderedDict) -> torch.Tensor:
         """S-CIELAB / S-CIEDE2000 from the per-image filtered CIELAB (each image filtered once per call)."""
@@ -199,25 +198,20 @@ class FormulaModel(CDModel):
 
     def _cached_space(self, arr: np.ndarray, cache: OrderedDict) -> torch.Tensor:
         """The image in the formula's colour space (CAM16-UCS, ICtCp), converted in chunks, once per call."""
-        key = id(arr)
-        hit = cache.get(key)
-        if hit is not None and hit[0] is arr:
-            cache.move_to_end(key)
-            return hit[1]
         f = PIXEL_FORMULAS[self.formula]
         kw = {k: v for k, v in self.options.items() if k in f.space_options}
-        t = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
-        h, w, _ = t.shape
-        flat = t.reshape(-1, 3)
-        out = torch.empty(h * w, 3, dtype=self.dtype or torch.float32, device=self.device)
-        step = self.chunk_pixels or (1 << 22 if self.device.type == "cuda" else 1 << 17)
-        for s in range(0, h * w, step):
-            out[s:s + step] = f.space(flat[s:s + step], dtype=out.dtype, **kw)
-        value = out.reshape(h, w, 3)
-        cache[key] = (arr, value)
-        while len(cache) > LAB_CACHE_IMAGES:
-            cache.popitem(last=False)
-        return value
+
+        def convert(x: np.ndarray) -> torch.Tensor:
+            t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+            h, w, _ = t.shape
+            flat = t.reshape(-1, 3)
+            out = torch.empty(h * w, 3, dtype=self.dtype or torch.float32, device=self.device)
+            step = self.chunk_pixels or (1 << 22 if self.device.type == "cuda" else 1 << 17)
+            for s in range(0, h * w, step):
+                out[s:s + step] = f.space(flat[s:s + step], dtype=out.dtype, **kw)
+            return out.reshape(h, w, 3)
+
+        return self._per_image(arr, cache, convert)
 
     def _map(self, a: np.ndarray, b: np.ndarray, pair: Pair, lab_cache: OrderedDict | None = None) -> torch.Tensor:
         if lab_cache is not None and self.formula in SPATIAL_FORMULAS:
