@@ -184,12 +184,7 @@ def _alignment_labels(aligned_path: Path | None, not_aligned_path: Path | None, 
     registry = PairRegistry()
     for path, want_aligned in ((aligned_path, True), (not_aligned_path, False)):
         for r in read_score_json(path, registry):
-            t = test_by_pair.get((r.image1, r.image2))
-            if t is None:
-                raise DataError(f"{r.source}: pair {r.image1}, {r.image2} is not in test_data.json")
-            if is_aligned(r.image1, r.image2) != want_aligned:
-                raise DataError(f"{r.source}: pair {r.image1}, {r.image2} is "
-                                f"{'not ' if want_aligned else ''}aligned by its image names but listed in {path.name}")
+            t = _subset_row(r, test_by_pair, want_aligned, path, "test_data.json")
             if t.score != r.score:
                 raise DataError(f"{r.source}: gt_score {r.score} differs from test_data.json ({t.score})")
             labels[(r.image1, r.image2)] = r.released_level
@@ -240,12 +235,7 @@ def _check_description_alignment(aligned_path: Path | None, not_aligned_path: Pa
     for path, want in ((aligned_path, True), (not_aligned_path, False)):
         rows = read_depict_json(path, PairRegistry())
         for r in rows:
-            t = pairs.get((r.image1, r.image2))
-            if t is None:
-                raise DataError(f"{r.source}: pair {r.image1}, {r.image2} is not in depict_test.json")
-            if is_aligned(r.image1, r.image2) != want:
-                raise DataError(f"{r.source}: pair {r.image1}, {r.image2} is "
-                                f"{'not ' if want else ''}aligned by its image names but listed in {path.name}")
+            _subset_row(r, pairs, want, path, "depict_test.json")
         n[want] = len(rows)
     same_text = "the same pairs" if n[True] + n[False] == len(desc) else "a subset of the pairs"
     agreement.append(f"depict_test.json: {n[True]} aligned + {n[False]} not-aligned pairs, {same_text} as the "
@@ -277,3 +267,14 @@ def _record(recipe: dict, spcd_root: Path, ann: Path, splits: dict, files: dict,
         },
     }
 
+
+def _subset_row(r, whole: dict, want_aligned: bool, path: Path, whole_name: str):
+    """The row of the whole file (``whole_name``) for a row ``r`` of an aligned / not-aligned subset
+    file ``path``; a one-line error when it is absent there or in the wrong subset."""
+    t = whole.get((r.image1, r.image2))
+    if t is None:
+        raise DataError(f"{r.source}: pair {r.image1}, {r.image2} is not in {whole_name}")
+    if is_aligned(r.image1, r.image2) != want_aligned:
+        raise DataError(f"{r.source}: pair {r.image1}, {r.image2} is "
+                        f"{'not ' if want_aligned else ''}aligned by its image names but listed in {path.name}")
+    return t
