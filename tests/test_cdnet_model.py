@@ -74,7 +74,7 @@ def test_evaluation_resizing_is_applied(weights):
 
 def test_clear_errors(weights):
     model = cdbench.create_model(weights, device="cpu", resize=False)
-    with pytest.raises(DataError, match=r"pair 1: .*same size.*56x48 and 48x56"):
+    with pytest.raises(DataError, match=r"pair 1: .*differ in size.*56x48 and 48x56"):
         model.score([(_img(0), _img(1)), (_img(0), _img(1, 56, 48))])
     with pytest.raises(DataError, match="too small"):
         model.score([(_img(0, 10, 10), _img(1, 10, 10))])

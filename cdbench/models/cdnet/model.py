@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from cdbench.data.images import load_pairs
-from cdbench.errors import DataError, ModelError
+from cdbench.errors import ModelError
 from cdbench.models.base import CDModel, Pair
 from cdbench.models.cdnet.checkpoint import is_cdnet_folder, load_any
-from cdbench.models.cdnet.network import MIN_SIDE, CDNet
-from cdbench.models.cdnet.preprocess import eval_resize, to_tensor
+from cdbench.models.cdnet.network import CDNet
+from cdbench.models.cdnet.preprocess import check_pair, eval_resize, to_tensor
 from cdbench.models.registry import register_folder_loader, register_model
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -120,12 +120,7 @@ class CDNetModel(CDModel):
     # -- the one forward -------------------------------------------------------------------------
     def _prepare(self, pair: tuple[np.ndarray, np.ndarray], label: str) -> tuple[np.ndarray, np.ndarray]:
         a, b = (eval_resize(im, self.resize) for im in pair)
-        if a.shape != b.shape:
-            raise DataError(f"{label}: CD-Net compares images of the same size; after resizing they are "
-                            f"{a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]}")
-        if min(a.shape[:2]) < MIN_SIDE:
-            raise DataError(f"{label}: images of {a.shape[1]}x{a.shape[0]} are too small for CD-Net "
-                            f"(at least {MIN_SIDE}x{MIN_SIDE})")
+        check_pair(a, b, label)
         return a, b
 
     def _load_chunk(self, pairs: Sequence[Pair], start: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -69,6 +69,21 @@ def eval_resize(img: np.ndarray, resize: bool = True) -> np.ndarray:
     return img
 
 
+def check_pair(a: np.ndarray, b: np.ndarray, label: str) -> None:
+    """CD-Net compares two images of the same size, each large enough for its dilated convolution
+    (``network.MIN_SIDE`` pixels a side, after the resizing rules); a one-line
+    :class:`~cdbench.errors.DataError` naming ``label`` otherwise."""
+    from cdbench.errors import DataError
+    from cdbench.models.cdnet.network import MIN_SIDE as NETWORK_MIN_SIDE
+
+    if a.shape != b.shape:
+        raise DataError(f"{label}: the two images differ in size ({a.shape[1]}x{a.shape[0]} and "
+                        f"{b.shape[1]}x{b.shape[0]}); CD-Net compares images of the same size")
+    if min(a.shape[:2]) < NETWORK_MIN_SIDE:
+        raise DataError(f"{label}: images of {a.shape[1]}x{a.shape[0]} are too small for CD-Net "
+                        f"(at least {NETWORK_MIN_SIDE}x{NETWORK_MIN_SIDE})")
+
+
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 or float [0, 1] -> (3, H, W) float32 in [0, 1] (uint8 divided by 255)."""
     t = torch.from_numpy(np.ascontiguousarray(img) if img.flags.writeable else np.array(img))

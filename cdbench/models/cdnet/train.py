@@ -48,7 +48,7 @@ from cdbench.models.base import ImageLike
 from cdbench.models.cdnet.checkpoint import save_cdnet
 from cdbench.models.cdnet.model import CDNetModel, resolve_device
 from cdbench.models.cdnet.network import MIN_SIDE, CDNet
-from cdbench.models.cdnet.preprocess import upsize_small
+from cdbench.models.cdnet.preprocess import check_pair, upsize_small
 
 STATE_NAME = "train_state.pt"
 HISTORY_NAME = "history.json"
@@ -265,12 +265,7 @@ class _EMA:
 def _prepare_train_pair(pair: tuple[np.ndarray, np.ndarray], label: str, resize: bool
                         ) -> tuple[np.ndarray, np.ndarray]:
     a, b = (upsize_small(im) if resize else im for im in pair)
-    if a.shape != b.shape:
-        raise DataError(f"{label}: the two images differ in size ({a.shape[1]}x{a.shape[0]} and "
-                        f"{b.shape[1]}x{b.shape[0]}); CD-Net trains on pairs of equal size")
-    if min(a.shape[:2]) < MIN_SIDE:
-        raise DataError(f"{label}: images of {a.shape[1]}x{a.shape[0]} are smaller than CD-Net's minimum "
-                        f"{MIN_SIDE}x{MIN_SIDE}")
+    check_pair(a, b, label)
     return a, b
 
 
