@@ -186,3 +186,18 @@ def test_cuda_bf16_scoring_matches_cpu_float32(folder, model, pairs):
     assert gpu.dtype == torch.bfloat16 and gpu.batch_size > 1  # bf16 and a memory-derived batch size
     np.testing.assert_allclose(gpu.score(pairs), model.score(pairs), atol=0.05)
     assert all(isinstance(t, str) for t in gpu.describe(pairs[:2]))
+
+
+def test_a_finetuned_folder_is_scored_with_the_image_position_it_was_trained_with(tmp_path):
+    """``cdbench finetune`` records its settings in ``finetune.json``; the scorer takes the image
+    position from there unless the caller sets it."""
+    import json
+
+    from cdbench.models.mplug_owl2 import build_tiny_mplug_owl2
+
+    folder = build_tiny_mplug_owl2(tmp_path / "ft", seed=2)
+    (folder / "finetune.json").write_text(json.dumps({"config": {"image_position": "before"}}))
+    assert create_model(folder, max_new_tokens=2).info()["settings"]["image_position"] == "before"
+    assert create_model(folder, image_position="after").info()["settings"]["image_position"] == "after"
+    (folder / "finetune.json").write_text("not json")
+    assert create_model(folder).info()["settings"]["image_position"] == "after"

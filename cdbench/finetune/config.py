@@ -106,8 +106,8 @@ class FinetuneConfig:
     image_position: Literal["before", "after"] = "before"
     """Where the two images go in the user turn: ``before`` the prompt (``<img><img>\\n<question>``, the
     M-SPCD training conversations) or ``after`` it (CD-Reasoning's evaluation prompt and the cdbench
-    scorers' default; score a model trained with ``before`` with ``create_model(..., image_position="before")``
-    to match, or train with ``after``)."""
+    scorers' default). The exports record it in ``finetune.json``, and ``create_model`` on an exported
+    folder scores with the position the model was trained with unless told otherwise."""
 
     # data loading
     dataloader_num_workers: int = 4

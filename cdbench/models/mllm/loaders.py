@@ -67,13 +67,28 @@ def _require_transformers() -> None:
         raise ModelError("LLM models need transformers: pip install 'cdbench[mllm]'") from None
 
 
+def trained_prompt_defaults(folder: Path) -> dict[str, Any]:
+    """Prompt settings a ``cdbench finetune`` export recorded in its ``finetune.json`` (the image
+    position it was trained with), so the model is scored with the layout it learned; options given to
+    ``create_model`` override them. Empty for any other folder."""
+    path = Path(folder) / "finetune.json"
+    if not path.is_file():
+        return {}
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    pos = cfg.get("image_position") if isinstance(cfg, dict) else None
+    return {"image_position": pos} if pos in ("before", "after") else {}
+
+
 @register_folder_loader("mplug-owl2 (Q-Align / CD-Reasoning)", is_mplug_owl2_folder)
 def load_mplug_owl2_folder(folder: Path, **options: Any):
     """``create_model`` factory of mPLUG-Owl2 folders."""
     _require_transformers()
     from cdbench.models.mllm.mplug import MPLUGOwl2CDModel
 
-    return MPLUGOwl2CDModel(folder, **options)
+    return MPLUGOwl2CDModel(folder, **{**trained_prompt_defaults(folder), **options})
 
 
 @register_folder_loader("hf image-text-to-text", is_image_text_to_text_folder)
@@ -82,4 +97,4 @@ def load_image_text_to_text_folder(folder: Path, **options: Any):
     _require_transformers()
     from cdbench.models.mllm.hf_vlm import HFVisionLanguageCDModel
 
-    return HFVisionLanguageCDModel(folder, **options)
+    return HFVisionLanguageCDModel(folder, **{**trained_prompt_defaults(folder), **options})
