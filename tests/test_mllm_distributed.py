@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +30,9 @@ WORKER = textwrap.dedent("""
     pairs = [(arr[2 * i], arr[2 * i + 1]) for i in range(len(arr) // 2)]
     model = create_model(folder, batch_size=2, max_new_tokens=3, workers=1)
     res = predict_sharded(model, pairs, out, ids=[f"p{i:02d}" for i in range(len(pairs))], task="both")
-    print("rank", dist.get_rank(), "of", dist.get_world_size(), "->", res)
+    # one file per rank: the two processes' stdout interleave character by character
+    with open(f"{out}.rank{dist.get_rank()}", "w") as f:
+        f.write(f"rank {dist.get_rank()} of {dist.get_world_size()} -> {res}")
     dist.destroy_process_group()
 """)
 
@@ -95,7 +98,8 @@ def test_two_gloo_processes_write_the_single_process_file(folder, images, tmp_pa
          "--master-port", str(_free_port()), str(script), str(folder), str(images), str(multi)],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "rank 0 of 2 ->" in proc.stdout and "rank 1 of 2 -> None" in proc.stdout
+    assert Path(f"{multi}.rank0").read_text() == f"rank 0 of 2 -> {multi}"
+    assert Path(f"{multi}.rank1").read_text() == "rank 1 of 2 -> None"
     assert multi.read_bytes() == single.read_bytes()
     recs = read_jsonl(multi)
     assert [r["id"] for r in recs] == [f"p{i:02d}" for i in range(5)]
