@@ -24,48 +24,22 @@ _CONFIG_CLASS_MODULE = "cdbench.models.mplug_owl2.configuration"
 _PENDING = object()
 
 
-class _LazyConfigExtra(dict):
-    """``CONFIG_MAPPING._extra_content`` whose ``"mplug_owl2"`` entry imports our config class on first use."""
+class _LazyExtra(dict):
+    """A transformers ``_extra_content`` mapping whose pending entries import their class on first use.
+    Subclasses name the class (``_load``) and may add entries just before a lookup (``_sync``)."""
+
+    @staticmethod
+    def _load():
+        raise NotImplementedError
+
+    def _sync(self) -> None:
+        pass
 
     def _resolve(self, key):
         value = dict.__getitem__(self, key)
         if value is _PENDING:
-            from cdbench.models.mplug_owl2.configuration import MPLUGOwl2Config
-
-            dict.__setitem__(self, key, MPLUGOwl2Config)
-            value = MPLUGOwl2Config
-        return value
-
-    def __getitem__(self, key):
-        return self._resolve(key)
-
-    def get(self, key, default=None):
-        return self._resolve(key) if dict.__contains__(self, key) else default
-
-    def values(self):
-        return [self._resolve(k) for k in list(dict.keys(self))]
-
-    def items(self):
-        return [(k, self._resolve(k)) for k in list(dict.keys(self))]
-
-
-class _LazyModelExtra(dict):
-    """``MODEL_FOR_CAUSAL_LM_MAPPING._extra_content`` that maps our config class (once it is imported) to
-    ``MPLUGOwl2LlamaForCausalLM``, importing the model code on first lookup."""
-
-    def _sync(self):
-        module = sys.modules.get(_CONFIG_CLASS_MODULE)
-        config_class = getattr(module, "MPLUGOwl2Config", None) if module is not None else None
-        if config_class is not None and not dict.__contains__(self, config_class):
-            dict.__setitem__(self, config_class, _PENDING)
-
-    def _resolve(self, key):
-        value = dict.__getitem__(self, key)
-        if value is _PENDING:
-            from cdbench.models.mplug_owl2.modeling import MPLUGOwl2LlamaForCausalLM
-
-            dict.__setitem__(self, key, MPLUGOwl2LlamaForCausalLM)
-            value = MPLUGOwl2LlamaForCausalLM
+            value = self._load()
+            dict.__setitem__(self, key, value)
         return value
 
     def __contains__(self, key):
@@ -98,6 +72,33 @@ class _LazyModelExtra(dict):
     def items(self):
         self._sync()
         return [(k, self._resolve(k)) for k in list(dict.keys(self))]
+
+
+class _LazyConfigExtra(_LazyExtra):
+    """``CONFIG_MAPPING._extra_content`` whose ``"mplug_owl2"`` entry imports our config class on first use."""
+
+    @staticmethod
+    def _load():
+        from cdbench.models.mplug_owl2.configuration import MPLUGOwl2Config
+
+        return MPLUGOwl2Config
+
+
+class _LazyModelExtra(_LazyExtra):
+    """``MODEL_FOR_CAUSAL_LM_MAPPING._extra_content`` that maps our config class (once it is imported) to
+    ``MPLUGOwl2LlamaForCausalLM``, importing the model code on first lookup."""
+
+    @staticmethod
+    def _load():
+        from cdbench.models.mplug_owl2.modeling import MPLUGOwl2LlamaForCausalLM
+
+        return MPLUGOwl2LlamaForCausalLM
+
+    def _sync(self) -> None:
+        module = sys.modules.get(_CONFIG_CLASS_MODULE)
+        config_class = getattr(module, "MPLUGOwl2Config", None) if module is not None else None
+        if config_class is not None and not dict.__contains__(self, config_class):
+            dict.__setitem__(self, config_class, _PENDING)
 
 
 def _register_config(module) -> None:
