@@ -147,19 +147,48 @@ def test_llava_next_mixed_length_batches_equal_single(tmp_path):
     assert m.describe(pairs) == single.describe(pairs)
 
 
-def test_gemma3_another_family(tmp_path):
-    """Gemma 3: SigLIP tower, bidirectional image attention, another chat format; same interface."""
-    from cdbench.models.mllm.tiny import build_tiny_gemma3
+def _family(kind: str, folder):
+    """(create_model options, the prompt's expected ending) of a tiny checkpoint of another family."""
+    from cdbench.models.mllm import tiny
 
-    folder = build_tiny_gemma3(tmp_path / "gemma3", seed=4)
-    m = create_model(folder, batch_size=3, max_new_tokens=4)
-    assert m.settings()["model_type"] == "gemma3"
-    assert m.score_prompt.endswith("<start_of_turn>model\nThe color difference between these two images is")
+    answer = "The color difference between these two images is"
+    if kind == "gemma3":  # SigLIP tower, bidirectional image attention, Gemma turns
+        tiny.build_tiny_gemma3(folder, seed=4)
+        return {}, f"<start_of_turn>model\n{answer}"
+    if kind == "idefics3":  # image tiles + global view, pixel-shuffle connector: tokens follow the aspect ratio
+        tiny.build_tiny_idefics3(folder, seed=5)
+        return {}, f"<end_of_utterance>\nAssistant: {answer}"
+    tiny.build_tiny_qwen2_vl(folder, seed=6)  # dynamic resolution, 3-D (M-RoPE) positions under left padding
+    return {"processor": tiny.qwen2_vl_image_processor(folder)}, f"<|im_start|>assistant\n{answer}"
+
+
+@pytest.mark.parametrize("kind", ["gemma3", "idefics3", "qwen2_vl"])
+def test_other_families_batched_equal_single(tmp_path, kind):
+    """Same interface on other architectures; padded mixed-length batches give the single-pair results."""
+    options, ending = _family(kind, tmp_path / kind)
+    m = create_model(tmp_path / kind, batch_size=4, max_new_tokens=4, **options)
+    assert m.settings()["model_type"] == kind and m.score_prompt.endswith(ending)
     rng = np.random.default_rng(9)
-    pairs = [(rng.integers(0, 256, (30 + 9 * i, 40, 3), dtype=np.uint8),
-              rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)) for i in range(4)]
+    pairs = [(rng.integers(0, 256, (20 + 30 * i, 100 - 15 * i, 3), dtype=np.uint8),
+              rng.integers(0, 256, (40, 40 + 20 * i, 3), dtype=np.uint8)) for i in range(4)]
+    if kind != "gemma3":  # fixed 4 tokens per image there
+        assert len(set(m._prepare(pairs, "score")["attention_mask"].sum(1).tolist())) > 1
     batched, texts = m.score(pairs), m.describe(pairs)
-    assert np.ptp(batched) > 1e-4
+    assert np.ptp(batched) > 1e-4 and all(isinstance(t, str) for t in texts)
     m.batch_size = 1
     np.testing.assert_allclose(m.score(pairs), batched, atol=1e-4, rtol=0)
     assert m.describe(pairs) == texts
+
+
+def test_a_processor_that_cannot_load_is_one_clear_error(tmp_path):
+    """Qwen2-VL's AutoProcessor also builds a video processor; without torchvision the error says so."""
+    from transformers.utils import is_torchvision_available
+
+    from cdbench.models.mllm.tiny import build_tiny_qwen2_vl
+
+    if is_torchvision_available():
+        pytest.skip("torchvision is installed: the video half of the processor can be built")
+    folder = build_tiny_qwen2_vl(tmp_path / "q")
+    with pytest.raises(ModelError, match=r"cannot load as an image-text-to-text model .*torchvision") as e:
+        create_model(folder)
+    assert "\n" not in str(e.value)

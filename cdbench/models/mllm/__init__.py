@@ -25,6 +25,9 @@ _LAZY = {
     "shard_range": "cdbench.models.mllm.distributed",
     "build_tiny_llava": "cdbench.models.mllm.tiny",
     "build_tiny_gemma3": "cdbench.models.mllm.tiny",
+    "build_tiny_idefics3": "cdbench.models.mllm.tiny",
+    "build_tiny_qwen2_vl": "cdbench.models.mllm.tiny",
+    "qwen2_vl_image_processor": "cdbench.models.mllm.tiny",
 }
 
 __all__ = sorted(_LAZY)

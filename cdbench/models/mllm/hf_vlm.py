@@ -4,8 +4,9 @@
 the processor's own chat template with the two images of a pair in one user turn, left padding.
 ``score`` appends the answer prefix after the generation prompt and reads the level-word logits at
 the last position (Q-Align, :mod:`cdbench.models.mllm.level_scoring`); ``describe`` generates from
-the CD-Reasoning instruction. Tested with tiny LLaVA models; LLaVA, Qwen2-VL, Idefics and other
-processors with a chat template work the same way.
+the CD-Reasoning instruction. Tested with tiny random LLaVA-1.5, LLaVA-NeXT, Gemma 3, Idefics3 and
+Qwen2-VL checkpoints (:mod:`cdbench.models.mllm.tiny`); other processors with a chat template work the
+same way.
 """
 
 from __future__ import annotations
@@ -27,20 +28,24 @@ class HFVisionLanguageCDModel(LLMCDModel):
 
     Options: the prompt/decoding fields of :class:`MLLMSettings`, plus ``device``, ``dtype``
     (default bfloat16 on CUDA, float32 on CPU), ``batch_size`` (``"auto"``), ``workers``,
-    ``attn_implementation`` (``"sdpa"``), ``name``.
+    ``attn_implementation`` (``"sdpa"``), ``name``, and ``processor``: a processor object to use instead
+    of the folder's ``AutoProcessor`` (other image sizes; Qwen2-VL without torchvision, see
+    :func:`~cdbench.models.mllm.tiny.qwen2_vl_image_processor`).
     """
 
     def __init__(self, folder: str | os.PathLike, **options: Any):
+        processor = options.pop("processor", None)
         settings, rest = MLLMSettings.split_options(dict(options))
         super().__init__(folder, settings, **rest)
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         try:
-            self.processor = AutoProcessor.from_pretrained(self.folder, local_files_only=True)
+            self.processor = processor or AutoProcessor.from_pretrained(self.folder, local_files_only=True)
             self.model = AutoModelForImageTextToText.from_pretrained(
                 self.folder, dtype=self.dtype, attn_implementation=self.attn_implementation, local_files_only=True)
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelError(f"{self.folder}: cannot load as an image-text-to-text model ({e})") from None
+        except (OSError, ValueError, KeyError, ImportError) as e:
+            raise ModelError(f"{self.folder}: cannot load as an image-text-to-text model ({_one_line(e)})"
+                             f"{_video_processor_hint(e)}") from None
         self.model.to(self.device).eval()
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is None or getattr(self.processor, "chat_template", None) is None:
@@ -107,3 +112,17 @@ class HFVisionLanguageCDModel(LLMCDModel):
         return {**super().settings(), "family": "hf-image-text-to-text",
                 "model_type": self.model.config.model_type, "score_prompt": self.score_prompt,
                 "describe_prompt": self.describe_prompt}
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _video_processor_hint(error: Exception) -> str:
+    """Processors with a video half (Qwen2-VL, ...) need torchvision, which CPU-only torch installs may lack."""
+    from transformers.utils import is_torchvision_available
+
+    if "video" in str(error).lower() and not is_torchvision_available():
+        return ("; its processor has a video half that needs torchvision: install torchvision, or pass an "
+                "image-only processor as processor=...")
+    return ""

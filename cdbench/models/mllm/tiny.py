@@ -4,6 +4,8 @@
 processor, a byte-level BPE tokenizer trained here on the prompts of cdbench, chat template) that
 ``AutoModelForImageTextToText`` / ``AutoProcessor`` and ``cdbench.create_model(folder)`` load with no
 network. The tokenizer keeps the five level words single tokens unless told to split some.
+``build_tiny_gemma3``, ``build_tiny_idefics3`` and ``build_tiny_qwen2_vl`` do the same for three other
+families (other towers, connectors, chat formats, image-token layouts and rotary schemes).
 """
 
 from __future__ import annotations
@@ -65,6 +67,19 @@ def build_tiny_tokenizer(folder: str | os.PathLike | None = None, split_words: S
     return fast
 
 
+def _save_random_model(model, tokenizer, folder: Path) -> None:
+    """Give the 2-D weights a unit-gain scale (larger than the default initialisation, so the logits depend
+    visibly on the images) and save the model with the tokenizer's pad token as its generation pad."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 2 and "embed" not in name:
+                p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.eval().save_pretrained(folder)
+
+
 def build_tiny_llava(folder: str | os.PathLike, *, seed: int = 0, image_size: int = 28, split_words: Sequence[str] = (),
                      hidden_size: int = 64, num_layers: int = 2, anyres: bool = False) -> Path:
     """Write a tiny random LLaVA checkpoint folder (float32) and return its path.
@@ -111,13 +126,8 @@ def build_tiny_llava(folder: str | os.PathLike, *, seed: int = 0, image_size: in
         config = LlavaConfig(**common)
     config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
-    model = (LlavaNextForConditionalGeneration if anyres else LlavaForConditionalGeneration)(config).eval()
-    with torch.no_grad():  # larger-than-default weights so the logits depend visibly on the images
-        for name, p in model.named_parameters():
-            if p.ndim == 2 and "embed" not in name:
-                p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
+    _save_random_model((LlavaNextForConditionalGeneration if anyres else LlavaForConditionalGeneration)(config),
+                       tokenizer, folder)
     sizes = {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}}
     if anyres:
         image_processor = LlavaNextImageProcessor(**sizes, image_grid_pinpoints=pinpoints)
@@ -129,7 +139,6 @@ def build_tiny_llava(folder: str | os.PathLike, *, seed: int = 0, image_size: in
                                 num_additional_image_tokens=1)
     processor.save_pretrained(folder)
     return folder
-
 
 
 GEMMA3_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<start_of_image>", "<end_of_image>", "<image_soft_token>",
@@ -168,15 +177,135 @@ def build_tiny_gemma3(folder: str | os.PathLike, *, seed: int = 0, image_size: i
                           boi_token_index=ids("<start_of_image>"), eoi_token_index=ids("<end_of_image>"),
                           image_token_index=ids("<image_soft_token>"))
     torch.manual_seed(seed)
-    model = Gemma3ForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim == 2 and "embed" not in name:
-                p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
+    _save_random_model(Gemma3ForConditionalGeneration(config), tokenizer, folder)
     processor = Gemma3Processor(image_processor=Gemma3ImageProcessor(size={"height": image_size, "width": image_size}),
                                 tokenizer=tokenizer, chat_template=GEMMA3_CHAT_TEMPLATE,
                                 image_seq_length=(image_size // 14) ** 2)
     processor.save_pretrained(folder)
     return folder
+
+
+IDEFICS3_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<fake_token_around_image>", "<image>",
+                           "<end_of_utterance>", "<global-img>",
+                           *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)))
+
+IDEFICS3_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}:"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+"""Idefics3's turn format: ``<|im_start|>User:<image>...<end_of_utterance>\\nAssistant:``."""
+
+
+def build_tiny_idefics3(folder: str | os.PathLike, *, seed: int = 0, tile_size: int = 56,
+                        hidden_size: int = 64, num_layers: int = 2) -> Path:
+    """Write a tiny random Idefics3 checkpoint folder (float32): SigLIP-style tower on ``tile_size`` px tiles,
+    pixel-shuffle connector (scale 2, ``(tile_size/14)^2 / 4`` tokens per tile), LLaMA text model.
+
+    The processor splits each image (longest edge resized to ``2 * tile_size``) into up to 2x2 tiles plus a
+    global view, so the number of image tokens follows the aspect ratio: a batch mixes prompt lengths.
+    Its image processor is the PIL one (no torchvision needed).
+    """
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer(special_tokens=IDEFICS3_SPECIAL_TOKENS,
+                                     extra_special_tokens={"image_token": "<image>"})
+    ids = tokenizer.convert_tokens_to_ids
+    text = {"model_type": "llama", "vocab_size": len(tokenizer), "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size, "num_hidden_layers": num_layers, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "max_position_embeddings": 1024, "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": ids("<end_of_utterance>")}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "image_size": tile_size, "patch_size": 14}
+    config = Idefics3Config(text_config=text, vision_config=vision, image_token_id=ids("<image>"), scale_factor=2,
+                            pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    _save_random_model(Idefics3ForConditionalGeneration(config), tokenizer, folder)
+    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 2 * tile_size},
+                                                max_image_size={"longest_edge": tile_size})
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                  chat_template=IDEFICS3_CHAT_TEMPLATE, image_seq_len=(tile_size // 14) ** 2 // 4)
+    processor.save_pretrained(folder)
+    return folder
+
+
+QWEN2_VL_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                           "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""Qwen2-VL's ChatML format with ``<|vision_start|><|image_pad|><|vision_end|>`` per image."""
+
+
+def build_tiny_qwen2_vl(folder: str | os.PathLike, *, seed: int = 0, hidden_size: int = 64,
+                        num_layers: int = 2, max_pixels: int = 56 * 56) -> Path:
+    """Write a tiny random Qwen2-VL checkpoint folder (float32): dynamic-resolution ViT (patch 14, 2x2 merge,
+    so one image token per 28x28 area, between ``28*28`` and ``max_pixels`` pixels per image), 3-D (M-RoPE)
+    rotary text model, Qwen2-VL's ChatML template.
+
+    The folder holds the model, the tokenizer, the chat template and the image processor
+    (``preprocessor_config.json``). Qwen2-VL's processor also has a video half that needs torchvision; where
+    torchvision is missing (CPU-only torch), build the processor with :func:`qwen2_vl_image_processor`.
+    """
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer(special_tokens=QWEN2_VL_SPECIAL_TOKENS, extra_special_tokens={
+        "image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    ids = tokenizer.convert_tokens_to_ids
+    head_dim = hidden_size // 4
+    text = {"vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": num_layers, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "max_position_embeddings": 1024, "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": ids("<|im_end|>"),
+            # M-RoPE: the rotary half-dimension split into temporal / height / width sections
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]}}
+    vision = {"depth": 2, "embed_dim": 32, "hidden_size": hidden_size, "num_heads": 4, "mlp_ratio": 2,
+              "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+                           video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+                           vision_end_token_id=ids("<|vision_end|>"))
+    torch.manual_seed(seed)
+    _save_random_model(Qwen2VLForConditionalGeneration(config), tokenizer, folder)
+    tokenizer.save_pretrained(folder)
+    Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=max_pixels, patch_size=14, merge_size=2,
+                             temporal_patch_size=2).save_pretrained(folder)
+    (folder / "chat_template.jinja").write_text(QWEN2_VL_CHAT_TEMPLATE, encoding="utf-8")
+    return folder
+
+
+def qwen2_vl_image_processor(folder: str | os.PathLike):
+    """Qwen2-VL's processor with its image half only, from a checkpoint folder (tokenizer, image processor,
+    ``chat_template.jinja``): what ``AutoProcessor`` would give, for images, where its video half cannot
+    be built because torchvision is missing. Pass it as ``create_model(folder, processor=...)``."""
+    from transformers import AutoTokenizer, Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+        def __init__(self, image_processor, tokenizer, chat_template=None):
+            # Qwen2VLProcessor.__init__ also type-checks a video processor; set what it sets, then the mixin
+            self.image_token, self.video_token = tokenizer.image_token, tokenizer.video_token
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    folder = Path(folder)
+    return ImageOnlyQwen2VLProcessor(
+        Qwen2VLImageProcessorPil.from_pretrained(folder, local_files_only=True),
+        AutoTokenizer.from_pretrained(folder, local_files_only=True),
+        chat_template=(folder / "chat_template.jinja").read_text(encoding="utf-8"))
