@@ -90,25 +90,40 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cli(*args: str, nproc: int, out: Path) -> subprocess.CompletedProcess:
+CONFIGS = Path(__file__).resolve().parents[1] / "cdbench" / "finetune" / "accelerate_configs"
+_COMMON = ["--precision", "fp32", "--max-steps", "3", "--lora-r", "4", "--lora-alpha", "8", "--lora-dropout", "0",
+           "--lr", "1e-3", "--workers", "0", "--no-progress", "--no-gradient-checkpointing", "--export", "merged"]
+"""The settings of every run compared here: float32, three steps, no dropout (so the runs are deterministic)."""
+
+
+def _launch(launcher: str, *args: str, nproc: int, out: Path, config_file: Path | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run ``cdbench finetune`` in ``nproc`` CPU processes (gloo) under ``torchrun`` or ``accelerate launch``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-addr",
-                "127.0.0.1", "--master-port", str(_free_port())]
-    cmd = [*launcher, "-m", "cdbench", "finetune", *args, "--out", str(out)]
+    port = str(_free_port())
+    if launcher == "torchrun":
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-addr",
+               "127.0.0.1", "--master-port", port]
+    else:  # the config file's num_processes is a machine setting: the command line sets it
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
+               "--num_processes", str(nproc), "--main_process_port", port]
+    cmd += ["-m", "cdbench", "finetune", *args, "--out", str(out)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_two_cpu_processes_match_one_process_with_the_same_global_batch(mplug, dataset, workdir):
-    """``torchrun --nproc_per_node 2`` (gloo) with 2 items per process == 1 process with 4 items."""
-    common = ["--model", str(mplug), "--dataset", str(dataset), "--precision", "fp32", "--max-steps", "3",
-              "--lora-r", "4", "--lora-alpha", "8", "--lora-dropout", "0", "--lr", "1e-3", "--workers", "0",
-              "--no-progress", "--no-gradient-checkpointing", "--export", "merged"]
-    one, two = workdir / "one", workdir / "two"
-    from cdbench.cli import main  # the one-process reference runs in this process (same code path, no launcher)
+@pytest.fixture(scope="module")
+def one_process_lora(mplug, dataset, workdir) -> Path:
+    """The reference: one process, 4 items per step."""
+    from cdbench.cli import main  # runs in this process (same code path, no launcher)
 
-    assert main(["finetune", *common, "--batch-size", "4", "--out", str(one)]) == 0
-    r2 = _cli(*common, "--batch-size", "2", nproc=2, out=two)
-    assert r2.returncode == 0, r2.stderr[-3000:]
+    out = workdir / "one-lora"
+    assert main(["finetune", "--model", str(mplug), "--dataset", str(dataset), *_COMMON, "--batch-size", "4",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def _assert_same_training(one: Path, two: Path, base: Path, atol: float) -> None:
+    """``two`` (2 processes x 2 items) logged and learned what ``one`` (1 process x 4 items) did."""
     log1 = [json.loads(x) for x in (one / "train_log.jsonl").read_text().splitlines()]
     log2 = [json.loads(x) for x in (two / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log2] == [1, 2, 3]  # one writer
@@ -116,11 +131,26 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(mplug, d
     for x, y in zip(log1, log2):
         assert y["loss"] == pytest.approx(x["loss"], rel=1e-5, abs=1e-6)
     a, b = load_file(str(one / "merged" / "model.safetensors")), load_file(str(two / "merged" / "model.safetensors"))
-    base = load_file(str(mplug / "model.safetensors"))
-    moved = max(float((a[k] - base[k]).abs().max()) for k in a)
+    start = load_file(str(base / "model.safetensors"))
+    assert set(a) == set(b) == set(start)
+    moved = max(float((a[k] - start[k]).abs().max()) for k in a)
     assert moved > 1e-3  # training changed the weights ...
     for k in a:  # ... and both runs changed them the same way (float32 reduction order aside)
-        torch.testing.assert_close(b[k], a[k], atol=1e-4, rtol=0)
+        torch.testing.assert_close(b[k], a[k], atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_cpu_processes_match_one_process_with_the_same_global_batch(launcher, mplug, dataset, workdir,
+                                                                        one_process_lora):
+    """2 processes (gloo) with 2 items each == 1 process with 4 items, under ``torchrun --nproc-per-node 2``
+    and under ``accelerate launch`` with the shipped DDP file (``multi_gpu_ddp.yaml --num_processes 2``:
+    accelerate's multi-GPU launcher is torchrun, and cdbench's processes fall back to gloo without CUDA;
+    ``accelerate launch --cpu`` would start one process)."""
+    two = workdir / f"two-{launcher}"
+    r2 = _launch(launcher, "--model", str(mplug), "--dataset", str(dataset), *_COMMON, "--batch-size", "2",
+                 nproc=2, out=two, config_file=CONFIGS / "multi_gpu_ddp.yaml")
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    _assert_same_training(one_process_lora, two, mplug, atol=1e-4)
 
 
 def test_cli_reports_missing_inputs_in_one_line(tmp_path):
