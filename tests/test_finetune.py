@@ -325,9 +325,19 @@ def test_thirty_lora_steps_lower_the_loss(mplug, dataset, workdir):
     assert record["global_step"] == 30 and "torch" in record["versions"]
 
 
-@pytest.mark.parametrize("family", ["llava", "gemma3"])
+def _torchvision_available() -> bool:
+    from transformers.utils import is_torchvision_available
+
+    return is_torchvision_available()
+
+
+_NEEDS_TORCHVISION = pytest.mark.skipif(not _torchvision_available(),
+                                        reason="Qwen2-VL's AutoProcessor builds a video processor: needs torchvision")
+
+
+@pytest.mark.parametrize("family", ["llava", "gemma3", "idefics3", pytest.param("qwen2_vl", marks=_NEEDS_TORCHVISION)])
 def test_hf_vlm_run_exports_a_folder_create_model_loads(family, dataset, workdir):
-    """Two HF image-text-to-text architectures (tiny random LLaVA-1.5 and Gemma 3, built offline)."""
+    """HF image-text-to-text architectures (tiny random LLaVA-1.5, Gemma 3, Idefics3, Qwen2-VL, built offline)."""
     import cdbench
     from cdbench.finetune import run_finetune
     from cdbench.models.mllm import tiny
@@ -343,6 +353,30 @@ def test_hf_vlm_run_exports_a_folder_create_model_loads(family, dataset, workdir
     pair = (np.full((28, 28, 3), 30, np.uint8), np.full((28, 28, 3), 220, np.uint8))
     value = model.score([pair])
     assert value.shape == (1,) and 0.0 <= value[0] <= 5.0
+
+
+def test_qwen2_vl_trains_on_its_image_processor(dataset, workdir, monkeypatch):
+    """Qwen2-VL (flattened patch rows + grid sizes, 3-D positions): items, collation, LoRA, export. Here the
+    processor is its image half (:func:`qwen2_vl_image_processor`), as torchvision may be missing."""
+    import transformers
+
+    import cdbench
+    from cdbench.finetune import run_finetune
+    from cdbench.models.mllm.tiny import build_tiny_qwen2_vl, qwen2_vl_image_processor
+
+    base = build_tiny_qwen2_vl(workdir / "qwen2-vl-base", seed=2, hidden_size=32)
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained",
+                        classmethod(lambda cls, folder, **kw: qwen2_vl_image_processor(folder)))
+    out = workdir / "qwen2-vl-run"
+    result = run_finetune(_config(base, dataset, out, lora_r=4, lora_alpha=8, max_steps=3, learning_rate=1e-3))
+    assert result.summary["projector"]  # visual.merger, nested in the vision module, trained in full
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 3 and all(np.isfinite(r["loss"]) and r["tokens"] > 0 for r in log)
+    for name in ("preprocessor_config.json", "chat_template.jinja", "tokenizer.json"):
+        shutil.copy(base / name, out / "merged" / name)  # processor files (AutoProcessor writes them with torchvision)
+    model = cdbench.create_model(out / "merged", processor=qwen2_vl_image_processor(out / "merged"))
+    pair = (np.full((28, 56, 3), 30, np.uint8), np.full((56, 28, 3), 220, np.uint8))
+    assert 0.0 <= model.score([pair])[0] <= 5.0
 
 
 def test_shipped_accelerate_configs_are_valid():

@@ -266,14 +266,14 @@ def build_tiny_qwen2_vl(folder: str | os.PathLike, *, seed: int = 0, hidden_size
     tokenizer = build_tiny_tokenizer(special_tokens=QWEN2_VL_SPECIAL_TOKENS, extra_special_tokens={
         "image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
     ids = tokenizer.convert_tokens_to_ids
-    head_dim = hidden_size // 4
+    half_rotary = hidden_size // 4 // 2  # 4 heads; M-RoPE splits the rotary half-dimension into t / h / w
+    hw_section = 3 * half_rotary // 8
     text = {"vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
             "num_hidden_layers": num_layers, "num_attention_heads": 4, "num_key_value_heads": 2,
             "max_position_embeddings": 1024, "pad_token_id": tokenizer.pad_token_id,
             "bos_token_id": tokenizer.bos_token_id, "eos_token_id": ids("<|im_end|>"),
-            # M-RoPE: the rotary half-dimension split into temporal / height / width sections
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]}}
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,  # Qwen2-VL-7B's split is 16/24/24
+                                "mrope_section": [half_rotary - 2 * hw_section, hw_section, hw_section]}}
     vision = {"depth": 2, "embed_dim": 32, "hidden_size": hidden_size, "num_heads": 4, "mlp_ratio": 2,
               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
     config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
