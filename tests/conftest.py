@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# ../shared beside the checkout; CDBENCH_SHARED points elsewhere (the GPU machine gets a carried copy)
+SHARED = Path(os.environ.get("CDBENCH_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 SHARED_DATA = SHARED / "data"
 SHARED_FIXTURES = SHARED / "fixtures"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run ON THE GPU MACHINE (device tool), in the repository root: every GPU acceptance check of the open
 # issues in one call, each step bounded so the whole run ends inside BUDGET seconds (default 520).
-#   run(command="bash benchmarks/device/run_device_checks.sh", carry=[".whl"], timeout_s=590)
+#   bash benchmarks/device/prepare_device_run.sh          # here first: wheels + fixtures to carry
+#   run(command="bash benchmarks/device/run_device_checks.sh", carry=[".whl", ".device_shared"], timeout_s=590)
 # Results come back under $OUT (at most 8 files): device_checks.log (everything printed),
 # bench_mllm_gpu.json, bench_finetune_gpu.json, bench_cdnet_gpu.json, pytest_gpu.xml. Copy the JSON
 # files into benchmarks/results/ (named after the GPU) and commit them.
@@ -24,6 +25,7 @@ else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 PY=${PY:-python3}
+if [ ! -d ../shared ] && [ -d .device_shared ]; then export CDBENCH_SHARED=$PWD/.device_shared; fi
 
 # step NAME MAX_SECONDS COMMAND...: runs COMMAND with a timeout of min(MAX, what is left - 10 s)
 step() {
