@@ -111,15 +111,23 @@ def _launch(launcher: str, *args: str, nproc: int, out: Path, config_file: Path 
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def one_process_lora(mplug, dataset, workdir) -> Path:
+def _one_process(mplug: Path, dataset: Path, out: Path, method: str) -> Path:
     """The reference: one process, 4 items per step."""
     from cdbench.cli import main  # runs in this process (same code path, no launcher)
 
-    out = workdir / "one-lora"
-    assert main(["finetune", "--model", str(mplug), "--dataset", str(dataset), *_COMMON, "--batch-size", "4",
-                 "--out", str(out)]) == 0
+    assert main(["finetune", f"--{method}", "--model", str(mplug), "--dataset", str(dataset), *_COMMON,
+                 "--batch-size", "4", "--out", str(out)]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def one_process_lora(mplug, dataset, workdir) -> Path:
+    return _one_process(mplug, dataset, workdir / "one-lora", "lora")
+
+
+@pytest.fixture(scope="module")
+def one_process_full(mplug, dataset, workdir) -> Path:
+    return _one_process(mplug, dataset, workdir / "one-full", "full")
 
 
 def _assert_same_training(one: Path, two: Path, base: Path, atol: float) -> None:
@@ -151,6 +159,49 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(launcher
                  nproc=2, out=two, config_file=CONFIGS / "multi_gpu_ddp.yaml")
     assert r2.returncode == 0, r2.stderr[-3000:]
     _assert_same_training(one_process_lora, two, mplug, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_fsdp_two_cpu_processes_match_one_process_and_resume(method, mplug, dataset, workdir, request):
+    """The shipped ``fsdp.yaml`` (FSDP2, one unit per ``MPLUGOwl2DecoderLayer``, sharded checkpoints) run by
+    ``accelerate launch --num_processes 2`` on CPU (gloo): parameters and optimizer states are sharded (the
+    checkpoint holds one shard per rank), the weights equal the one-process run's with the same global batch
+    (float32, atol 1e-4 where training moves them by > 1e-3), the merged export (gathered from the shards)
+    scores like the reference with ``cdbench.create_model``, and a run stopped after its step-2 checkpoint
+    resumes from the shards to the uninterrupted weights."""
+    import numpy as np
+
+    import cdbench
+
+    one = request.getfixturevalue(f"one_process_{method}")
+    args = ["--model", str(mplug), "--dataset", str(dataset), *_COMMON, f"--{method}", "--batch-size", "2",
+            "--save-steps", "2"]
+    two = workdir / f"fsdp-{method}"
+    r = _launch("accelerate", *args, nproc=2, out=two, config_file=CONFIGS / "fsdp.yaml")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for step in (2, 3):  # torch.distributed.checkpoint shards, one file per rank: FSDP ran, not DDP
+        ckpt = two / "checkpoints" / f"step-{step:08d}"
+        for part in ("pytorch_model_fsdp_0", "optimizer_0"):
+            assert sorted(p.name for p in (ckpt / part).iterdir() if p.suffix == ".distcp") == \
+                ["__0_0.distcp", "__1_0.distcp"]
+    _assert_same_training(one, two, mplug, atol=1e-4)
+    pair = (np.full((30, 40, 3), 40, np.uint8), np.full((28, 28, 3), 200, np.uint8))
+    np.testing.assert_allclose(cdbench.create_model(two / "merged").score([pair]),
+                               cdbench.create_model(one / "merged").score([pair]), atol=1e-4)
+
+    stopped = workdir / f"fsdp-{method}-stopped"  # as the run was after its step-2 checkpoint
+    shutil.copytree(two, stopped)
+    for name in ("checkpoints/step-00000003", "merged"):
+        shutil.rmtree(stopped / name)
+    log = (stopped / "train_log.jsonl").read_text().splitlines()
+    (stopped / "train_log.jsonl").write_text("\n".join(log[:2]) + "\n")
+    r = _launch("accelerate", *args, nproc=2, out=stopped, config_file=CONFIGS / "fsdp.yaml")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [json.loads(x)["step"] for x in (stopped / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    a = load_file(str(two / "merged" / "model.safetensors"))
+    b = load_file(str(stopped / "merged" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
 
 
 def test_cli_reports_missing_inputs_in_one_line(tmp_path):

@@ -223,6 +223,31 @@ def _allow_new_precision(mixed_precision: str) -> None:
         AcceleratorState._reset_state()
 
 
+def _fsdp_on_cpu(accelerator) -> None:
+    """Shard with FSDP on a machine without CUDA when the launch asked for it.
+
+    ``accelerate launch`` with an FSDP config sets ``ACCELERATE_USE_FSDP``, but accelerate turns FSDP on
+    only for GPU-like devices: on CPU processes its state stays ``MULTI_CPU`` and the model would be
+    wrapped in plain DDP, silently. torch's FSDP2 (``fully_shard``) runs on CPU over gloo, so the state
+    is promoted here exactly as ``AcceleratorState`` does it for GPUs (``distributed_type = FSDP``, the
+    plugin read from the ``FSDP_*`` variables the launcher set, with the run's mixed precision).
+    """
+    import os
+
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" \
+            or accelerator.distributed_type != DistributedType.MULTI_CPU:
+        return
+    plugin = FullyShardedDataParallelPlugin()
+    if accelerator.mixed_precision != "no":
+        plugin.set_mixed_precision(accelerator.mixed_precision)
+    accelerator.state.distributed_type = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = plugin
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as AcceleratorState does: kept on re-reads
+
+
 def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     """Train ``config.model`` on ``config.dataset`` and export the result to ``config.out``.
 
@@ -248,6 +273,7 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
             mixed_precision=_PRECISION[config.precision],
             gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=k, sync_with_dataloader=False),
             step_scheduler_with_optimizer=False)
+        _fsdp_on_cpu(accelerator)
     main = accelerator.is_main_process
     if accelerator.gradient_accumulation_steps != k:
         raise DataError(f"the accelerate configuration accumulates gradients over "
