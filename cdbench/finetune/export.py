@@ -157,6 +157,18 @@ def _dtype_key(dtype) -> str:
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
+def _gather_trained(accelerator: Any, model: Any) -> dict:
+    """The full (unsharded) weights on the main process, on CPU; every process must call it. With FSDP2
+    only the trained parameters are gathered (the frozen ones are re-read from the base checkpoint), so a
+    LoRA export does not assemble the whole base model in memory."""
+    if getattr(accelerator, "is_fsdp2", False):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+        return get_model_state_dict(model, options=options)
+    return accelerator.get_state_dict(model)
+
+
 def export_all(accelerator: Any, model: Any, config: FinetuneConfig, family: str, record: dict) -> dict[str, str]:
     """Write the exports of ``config.export`` from a prepared (possibly sharded) model.
 
@@ -168,7 +180,7 @@ def export_all(accelerator: Any, model: Any, config: FinetuneConfig, family: str
     from accelerate.utils import DistributedType
 
     sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
-    state = accelerator.get_state_dict(model) if sharded else None
+    state = _gather_trained(accelerator, model) if sharded else None
     exports: dict[str, str] = {}
     if accelerator.is_main_process:
         out = Path(config.out)
