@@ -28,7 +28,7 @@ WORKER = textwrap.dedent("""
     folder, images, out = sys.argv[1:4]
     arr = np.load(images)
     pairs = [(arr[2 * i], arr[2 * i + 1]) for i in range(len(arr) // 2)]
-    model = create_model(folder, batch_size=2, max_new_tokens=3, workers=1)
+    model = create_model(folder, batch_size=2, max_new_tokens=3, workers=1, do_sample=True, seed=4, temperature=1.5)
     res = predict_sharded(model, pairs, out, ids=[f"p{i:02d}" for i in range(len(pairs))], task="both")
     # one file per rank: the two processes' stdout interleave character by character
     with open(f"{out}.rank{dist.get_rank()}", "w") as f:
@@ -75,6 +75,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow  # two fresh interpreters importing torch + transformers: ~15-30 s on 2 cores
 def test_two_gloo_processes_write_the_single_process_file(folder, images, tmp_path, monkeypatch):
+    """Scores, probabilities and sampled descriptions (per-pair noise: the same whichever rank draws them)."""
     from cdbench import create_model
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -82,7 +83,7 @@ def test_two_gloo_processes_write_the_single_process_file(folder, images, tmp_pa
     arr = np.load(images)
     pairs = [(arr[2 * i], arr[2 * i + 1]) for i in range(len(arr) // 2)]
     single = tmp_path / "single.jsonl"
-    model = create_model(folder, batch_size=2, max_new_tokens=3, workers=1)
+    model = create_model(folder, batch_size=2, max_new_tokens=3, workers=1, do_sample=True, seed=4, temperature=1.5)
     assert [shard_range(5, r, 2, align=2) for r in (0, 1)] == [range(0, 2), range(2, 5)]
     assert predict_sharded(model, pairs, single, ids=[f"p{i:02d}" for i in range(5)], task="both") == single
     recs = read_jsonl(single)

@@ -92,10 +92,10 @@ class HFVisionLanguageCDModel(LLMCDModel):
                                   pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
         return out.logits[0]
 
-    def _generate(self, inputs) -> list[str]:
+    def _generate(self, inputs, pair_keys: list[int] | None = None) -> list[str]:
         inputs = self._to_device(inputs)
         width = inputs["input_ids"].shape[1]
-        seqs = self.model.generate(**inputs, **self.prompt_settings.generation_kwargs(),
+        seqs = self.model.generate(**inputs, **self._generation_kwargs(pair_keys, width),
                                    pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.batch_decode(seqs[:, width:], skip_special_tokens=True)
 

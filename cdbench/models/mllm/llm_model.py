@@ -21,6 +21,7 @@ from cdbench.errors import ModelError
 from cdbench.models.base import CDModel, Pair
 from cdbench.models.mllm.batching import BatchRunner
 from cdbench.models.mllm.level_scoring import level_probabilities, level_values
+from cdbench.models.mllm.sampling import pair_key, per_pair_sampling_kwargs
 from cdbench.models.mllm.settings import MLLMSettings
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",
@@ -106,7 +107,7 @@ class LLMCDModel(CDModel):
         """(B, V) logits at the last prompt position."""
         raise NotImplementedError
 
-    def _generate(self, inputs: Any) -> list[str]:
+    def _generate(self, inputs: Any, pair_keys: list[int] | None = None) -> list[str]:
         """One decoded continuation per row."""
         raise NotImplementedError
 
@@ -151,10 +152,13 @@ class LLMCDModel(CDModel):
 
         pin = str(self.device).startswith("cuda")
 
+        keyed = task == "describe" and self._samples_per_pair()
+
         def prepare(chunk):
-            decoded = load_pairs(chunk, workers=2)
-            inputs = self._prepare([(to_uint8(a), to_uint8(b)) for a, b in decoded], task)
-            return pin_tensors(inputs) if pin else inputs
+            decoded = [(to_uint8(a), to_uint8(b)) for a, b in load_pairs(chunk, workers=2)]
+            inputs = self._prepare(decoded, task)
+            inputs = pin_tensors(inputs) if pin else inputs
+            return (inputs, [pair_key(a, b) for a, b in decoded] if keyed else None)
 
         return self._get_runner().run(pairs, prepare, compute, progress=progress,
                                       desc=f"{self.name} {task}")
@@ -165,9 +169,9 @@ class LLMCDModel(CDModel):
 
         ids = self.level_token_ids
 
-        def compute(inputs):
+        def compute(prepared):
             with torch.inference_mode():
-                return list(level_probabilities(self._last_logits(inputs), ids))
+                return list(level_probabilities(self._last_logits(prepared[0]), ids))
 
         rows = self._run(pairs, "score", compute, progress)
         return np.stack(rows) if rows else np.zeros((0, len(ids)))
@@ -177,17 +181,32 @@ class LLMCDModel(CDModel):
         return level_values(self.level_probabilities(pairs, progress=progress)) if len(pairs) else np.zeros(0)
 
     def describe(self, pairs: Sequence[Pair], *, progress: bool = False) -> list[str]:
-        """A description of the colour differences per pair (greedy unless ``do_sample``)."""
+        """A description of the colour differences per pair (greedy unless ``do_sample``).
+
+        Sampling (``num_beams=1``) is per pair (:mod:`cdbench.models.mllm.sampling`): a pair's text depends
+        on ``seed`` and the pair, not on the batch, the order or the number of ranks. Beam sampling
+        (``num_beams > 1``) uses ``transformers``' own generator, seeded once per call.
+        """
         import torch
 
-        if self.prompt_settings.do_sample:
+        if self.prompt_settings.do_sample and not self._samples_per_pair():
             torch.manual_seed(self.prompt_settings.seed)
 
-        def compute(inputs):
+        def compute(prepared):
             with torch.inference_mode():
-                return [t.strip() for t in self._generate(inputs)]
+                return [t.strip() for t in self._generate(*prepared)]
 
         return self._run(pairs, "describe", compute, progress)
+
+    def _samples_per_pair(self) -> bool:
+        s = self.prompt_settings
+        return s.do_sample and s.num_beams == 1
+
+    def _generation_kwargs(self, pair_keys: list[int] | None, prompt_width: int) -> dict[str, Any]:
+        """``generate`` options: the settings' (greedy / beam), or per-pair sampling when keys are given."""
+        if pair_keys is None:
+            return self.prompt_settings.generation_kwargs()
+        return per_pair_sampling_kwargs(self.prompt_settings, pair_keys, prompt_width)
 
     def settings(self) -> dict[str, Any]:
         return {**self.prompt_settings.to_dict(), "checkpoint": self.folder.name,

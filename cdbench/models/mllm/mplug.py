@@ -161,12 +161,12 @@ class MPLUGOwl2CDModel(LLMCDModel):
         out = self.model(**self._to_device(inputs), logits_to_keep=1, use_cache=False)
         return out.logits[:, -1, :]
 
-    def _generate(self, inputs) -> list[str]:
+    def _generate(self, inputs, pair_keys: list[int] | None = None) -> list[str]:
         inputs = self._to_device(inputs)
         width = inputs["input_ids"].shape[1]
         seqs = self.model.generate(inputs["input_ids"], images=inputs["images"],
                                    attention_mask=inputs["attention_mask"],
-                                   **self.prompt_settings.generation_kwargs(), pad_token_id=self.pad_token_id,
+                                   **self._generation_kwargs(pair_keys, width), pad_token_id=self.pad_token_id,
                                    eos_token_id=self.tokenizer.eos_token_id)
         return self.tokenizer.batch_decode(seqs[:, width:], skip_special_tokens=True)
 
