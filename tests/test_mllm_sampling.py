@@ -113,3 +113,11 @@ def test_sampled_descriptions_do_not_depend_on_batching_or_order(family, pairs, 
     other_seed = create_model(folder, batch_size=4, **{**opts, "seed": 5}).describe(pairs)
     greedy = create_model(folder, batch_size=4, max_new_tokens=6).describe(pairs)
     assert other_seed != batched and greedy != batched  # the noise is there, and the seed chooses it
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_noise_is_the_same_on_the_gpu():
+    keys = torch.tensor([0, 99, 2**62 + 3, 2**63 - 1])
+    np.testing.assert_array_equal(counter_uniforms(9, keys.cuda(), 17, 32000).cpu().numpy(),
+                                  counter_uniforms(9, keys, 17, 32000).numpy())

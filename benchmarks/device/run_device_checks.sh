@@ -62,7 +62,7 @@ fi
 # 1. the GPU tests (issues 3, 5, 6, 8: bf16 / flash / SDPA paths, the recipe on CUDA)
 step pytest-gpu 150 $PY -m pytest -q -p no:cacheprovider -m gpu --junitxml "$OUT/pytest_gpu.xml" \
   tests/test_mplug_owl2.py tests/test_mllm_mplug.py tests/test_finetune.py tests/test_cdnet_model.py \
-  tests/test_colour_spaces.py
+  tests/test_colour_spaces.py tests/test_mllm_sampling.py
 # 2. issue 6: scoring pairs/s end to end (target >= 120 on one H100), generation tokens/s (>= 1,000)
 step bench-mllm 300 $PY benchmarks/bench_mllm.py "${MLLM[@]}" --out "$OUT/bench_mllm_gpu.json"
 # 3. issue 8: LoRA training samples/s, peak memory, MFU at the recipe's settings
