@@ -204,6 +204,21 @@ def test_fsdp_two_cpu_processes_match_one_process_and_resume(method, mplug, data
         torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
 
 
+def test_fsdp_version_1_without_cuda_stops_in_one_line(mplug, dataset, tmp_path, monkeypatch, capsys):
+    """accelerate's FSDP1 plugin needs a GPU-like device: a clear message before anything is loaded."""
+    from cdbench.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("the check is for machines without CUDA")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what accelerate launch exports for an FSDP config
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    assert main(["finetune", "--model", str(mplug), "--dataset", str(dataset), *_COMMON, "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fsdp_version: 2" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_reports_missing_inputs_in_one_line(tmp_path):
     from cdbench.cli import main
 

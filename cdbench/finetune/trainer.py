@@ -223,6 +223,23 @@ def _allow_new_precision(mixed_precision: str) -> None:
         AcceleratorState._reset_state()
 
 
+def _fsdp_requested() -> bool:
+    """Whether ``accelerate launch`` was given an FSDP config (it exports ``ACCELERATE_USE_FSDP``)."""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def _check_fsdp_without_cuda() -> None:
+    """FSDP version 1 cannot run on CPU processes (accelerate's FSDP1 plugin needs a GPU-like device):
+    say so in one line instead of accelerate's traceback."""
+    import os
+
+    if _fsdp_requested() and os.environ.get("FSDP_VERSION", "1") != "2":
+        raise DataError("FSDP version 1 runs on GPUs only; without CUDA use fsdp_version: 2 "
+                        "(cdbench/finetune/accelerate_configs/fsdp.yaml)")
+
+
 def _fsdp_on_cpu(accelerator) -> None:
     """Shard with FSDP on a machine without CUDA when the launch asked for it.
 
@@ -232,13 +249,10 @@ def _fsdp_on_cpu(accelerator) -> None:
     is promoted here exactly as ``AcceleratorState`` does it for GPUs (``distributed_type = FSDP``, the
     plugin read from the ``FSDP_*`` variables the launcher set, with the run's mixed precision).
     """
-    import os
-
     from accelerate.state import PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" \
-            or accelerator.distributed_type != DistributedType.MULTI_CPU:
+    if not _fsdp_requested() or accelerator.distributed_type != DistributedType.MULTI_CPU:
         return
     plugin = FullyShardedDataParallelPlugin()
     if accelerator.mixed_precision != "no":
@@ -267,6 +281,8 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     out = Path(config.out)
     k = config.gradient_accumulation_steps
     if accelerator is None:
+        if not torch.cuda.is_available():
+            _check_fsdp_without_cuda()
         _allow_new_precision(_PRECISION[config.precision])
         accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),  # also makes torchrun / accelerate launch use gloo on CPU
