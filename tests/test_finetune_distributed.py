@@ -1,5 +1,6 @@
 """Fine-tuning runs that must reach the same weights as a reference run: resumed after a stop at a
-mid-run checkpoint, and split over two CPU processes (gloo) with the same global batch."""
+mid-run checkpoint, and split over two CPU processes (gloo) with the same global batch, launched by
+``torchrun`` and by ``accelerate launch`` with the shipped DDP and FSDP2 config files."""
 
 from __future__ import annotations
 
@@ -182,8 +183,7 @@ def test_fsdp_two_cpu_processes_match_one_process_and_resume(method, mplug, data
     for step in (2, 3):  # torch.distributed.checkpoint shards, one file per rank: FSDP ran, not DDP
         ckpt = two / "checkpoints" / f"step-{step:08d}"
         for part in ("pytorch_model_fsdp_0", "optimizer_0"):
-            assert sorted(p.name for p in (ckpt / part).iterdir() if p.suffix == ".distcp") == \
-                ["__0_0.distcp", "__1_0.distcp"]
+            assert len(list((ckpt / part).glob("*.distcp"))) == 2
     _assert_same_training(one, two, mplug, atol=1e-4)
     pair = (np.full((30, 40, 3), 40, np.uint8), np.full((28, 28, 3), 200, np.uint8))
     np.testing.assert_allclose(cdbench.create_model(two / "merged").score([pair]),
