@@ -73,8 +73,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _launcher(kind: str) -> list[str]:
+    """``torchrun`` or ``accelerate launch`` (the shipped DDP file; its process count set on the command line)."""
+    port = str(_free_port())
+    if kind == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                "--master-port", port]
+    config = Path(__file__).resolve().parents[1] / "cdbench/finetune/accelerate_configs/multi_gpu_ddp.yaml"
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
+            "--main_process_port", port]
+
+
 @pytest.mark.slow  # two fresh interpreters importing torch + transformers: ~15-30 s on 2 cores
-def test_two_gloo_processes_write_the_single_process_file(folder, images, tmp_path, monkeypatch):
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_gloo_processes_write_the_single_process_file(launcher, folder, images, tmp_path, monkeypatch):
     """Scores, probabilities and sampled descriptions (per-pair noise: the same whichever rank draws them)."""
     from cdbench import create_model
 
@@ -94,10 +106,8 @@ def test_two_gloo_processes_write_the_single_process_file(folder, images, tmp_pa
     script.write_text(WORKER)
     multi = tmp_path / "multi.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(_free_port()), str(script), str(folder), str(images), str(multi)],
-        capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([*_launcher(launcher), str(script), str(folder), str(images), str(multi)],
+                          capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert Path(f"{multi}.rank0").read_text() == f"rank 0 of 2 -> {multi}"
     assert Path(f"{multi}.rank1").read_text() == "rank 1 of 2 -> None"
