@@ -362,7 +362,8 @@ def test_qwen2_vl_trains_on_its_image_processor(dataset, workdir, monkeypatch):
 
     import cdbench
     from cdbench.finetune import run_finetune
-    from cdbench.models.mllm.tiny import build_tiny_qwen2_vl, qwen2_vl_image_processor
+    from cdbench.models.mllm.hf_vlm import qwen2_vl_image_processor
+    from cdbench.models.mllm.tiny import build_tiny_qwen2_vl
 
     base = build_tiny_qwen2_vl(workdir / "qwen2-vl-base", seed=2, hidden_size=32)
     monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained",

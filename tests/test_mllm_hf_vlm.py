@@ -150,6 +150,7 @@ def test_llava_next_mixed_length_batches_equal_single(tmp_path):
 def _family(kind: str, folder):
     """(create_model options, the prompt's expected ending) of a tiny checkpoint of another family."""
     from cdbench.models.mllm import tiny
+    from cdbench.models.mllm.hf_vlm import qwen2_vl_image_processor
 
     answer = "The color difference between these two images is"
     if kind == "gemma3":  # SigLIP tower, bidirectional image attention, Gemma turns
@@ -159,7 +160,7 @@ def _family(kind: str, folder):
         tiny.build_tiny_idefics3(folder, seed=5)
         return {}, f"<end_of_utterance>\nAssistant: {answer}"
     tiny.build_tiny_qwen2_vl(folder, seed=6)  # dynamic resolution, 3-D (M-RoPE) positions under left padding
-    return {"processor": tiny.qwen2_vl_image_processor(folder)}, f"<|im_start|>assistant\n{answer}"
+    return {"processor": qwen2_vl_image_processor(folder)}, f"<|im_start|>assistant\n{answer}"
 
 
 @pytest.mark.parametrize("kind", ["gemma3", "idefics3", "qwen2_vl"])

@@ -27,7 +27,7 @@ _LAZY = {
     "build_tiny_gemma3": "cdbench.models.mllm.tiny",
     "build_tiny_idefics3": "cdbench.models.mllm.tiny",
     "build_tiny_qwen2_vl": "cdbench.models.mllm.tiny",
-    "qwen2_vl_image_processor": "cdbench.models.mllm.tiny",
+    "qwen2_vl_image_processor": "cdbench.models.mllm.hf_vlm",
 }
 
 __all__ = sorted(_LAZY)

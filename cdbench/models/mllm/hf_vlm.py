@@ -12,6 +12,7 @@ same way.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ class HFVisionLanguageCDModel(LLMCDModel):
     (default bfloat16 on CUDA, float32 on CPU), ``batch_size`` (``"auto"``), ``workers``,
     ``attn_implementation`` (``"sdpa"``), ``name``, and ``processor``: a processor object to use instead
     of the folder's ``AutoProcessor`` (other image sizes; Qwen2-VL without torchvision, see
-    :func:`~cdbench.models.mllm.tiny.qwen2_vl_image_processor`).
+    :func:`qwen2_vl_image_processor`).
     """
 
     def __init__(self, folder: str | os.PathLike, **options: Any):
@@ -126,3 +127,37 @@ def _video_processor_hint(error: Exception) -> str:
         return ("; its processor has a video half that needs torchvision: install torchvision, or pass an "
                 "image-only processor as processor=...")
     return ""
+
+
+def qwen2_vl_image_processor(folder: str | os.PathLike):
+    """Qwen2-VL's processor with its image half only, from a checkpoint folder (tokenizer, image processor,
+    ``chat_template.jinja``): what ``AutoProcessor`` would give, for images, where its video half cannot
+    be built because torchvision is missing. Pass it as ``create_model(folder, processor=...)``."""
+    from transformers import AutoTokenizer, Qwen2VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+        def __init__(self, image_processor, tokenizer, chat_template=None):
+            # Qwen2VLProcessor.__init__ also type-checks a video processor; set what it sets, then the mixin
+            self.image_token, self.video_token = tokenizer.image_token, tokenizer.video_token
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    folder = Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return ImageOnlyQwen2VLProcessor(Qwen2VLImageProcessorPil.from_pretrained(folder, local_files_only=True),
+                                     tokenizer, chat_template=_folder_chat_template(folder, tokenizer))
+
+
+def _folder_chat_template(folder: Path, tokenizer) -> str | None:
+    """The chat template a checkpoint folder ships: ``chat_template.jinja``, ``chat_template.json``, or the
+    tokenizer's."""
+    import json
+
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if (folder / "chat_template.json").is_file():
+        return json.loads((folder / "chat_template.json").read_text(encoding="utf-8")).get("chat_template")
+    return getattr(tokenizer, "chat_template", None)

@@ -255,7 +255,8 @@ def build_tiny_qwen2_vl(folder: str | os.PathLike, *, seed: int = 0, hidden_size
 
     The folder holds the model, the tokenizer, the chat template and the image processor
     (``preprocessor_config.json``). Qwen2-VL's processor also has a video half that needs torchvision; where
-    torchvision is missing (CPU-only torch), build the processor with :func:`qwen2_vl_image_processor`.
+    torchvision is missing (CPU-only torch), build the processor with
+    :func:`~cdbench.models.mllm.hf_vlm.qwen2_vl_image_processor`.
     """
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
@@ -287,25 +288,3 @@ def build_tiny_qwen2_vl(folder: str | os.PathLike, *, seed: int = 0, hidden_size
     (folder / "chat_template.jinja").write_text(QWEN2_VL_CHAT_TEMPLATE, encoding="utf-8")
     return folder
 
-
-def qwen2_vl_image_processor(folder: str | os.PathLike):
-    """Qwen2-VL's processor with its image half only, from a checkpoint folder (tokenizer, image processor,
-    ``chat_template.jinja``): what ``AutoProcessor`` would give, for images, where its video half cannot
-    be built because torchvision is missing. Pass it as ``create_model(folder, processor=...)``."""
-    from transformers import AutoTokenizer, Qwen2VLProcessor
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-    from transformers.processing_utils import ProcessorMixin
-
-    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
-        def __init__(self, image_processor, tokenizer, chat_template=None):
-            # Qwen2VLProcessor.__init__ also type-checks a video processor; set what it sets, then the mixin
-            self.image_token, self.video_token = tokenizer.image_token, tokenizer.video_token
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    folder = Path(folder)
-    return ImageOnlyQwen2VLProcessor(
-        Qwen2VLImageProcessorPil.from_pretrained(folder, local_files_only=True),
-        AutoTokenizer.from_pretrained(folder, local_files_only=True),
-        chat_template=(folder / "chat_template.jinja").read_text(encoding="utf-8"))
