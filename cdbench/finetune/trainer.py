@@ -240,6 +240,13 @@ def _check_fsdp_without_cuda() -> None:
                         "(cdbench/finetune/accelerate_configs/fsdp.yaml)")
 
 
+def _deepspeed_requested() -> bool:
+    """Whether ``accelerate launch`` was given a DeepSpeed config (it exports ``ACCELERATE_USE_DEEPSPEED``)."""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
 def _fsdp_on_cpu(accelerator) -> None:
     """Shard with FSDP on a machine without CUDA when the launch asked for it.
 
@@ -269,7 +276,7 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     """
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType, GradientAccumulationPlugin, set_seed
+    from accelerate.utils import DistributedType, GradientAccumulationPlugin, InitProcessGroupKwargs, set_seed
     from tqdm.auto import tqdm
 
     from cdbench.finetune.export import export_all
@@ -284,8 +291,14 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
         if not torch.cuda.is_available():
             _check_fsdp_without_cuda()
         _allow_new_precision(_PRECISION[config.precision])
+        # Without CUDA, cpu=True makes torchrun / accelerate launch use gloo. accelerate then ignores a
+        # DeepSpeed config, so a DeepSpeed launch keeps accelerate's own DeepSpeed path and names gloo as
+        # the process-group backend (DeepSpeed runs on its CPU accelerator).
+        on_cpu = not torch.cuda.is_available()
+        deepspeed_on_cpu = on_cpu and _deepspeed_requested()
         accelerator = Accelerator(
-            cpu=not torch.cuda.is_available(),  # also makes torchrun / accelerate launch use gloo on CPU
+            cpu=on_cpu and not deepspeed_on_cpu,
+            kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if deepspeed_on_cpu else None,
             mixed_precision=_PRECISION[config.precision],
             gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=k, sync_with_dataloader=False),
             step_scheduler_with_optimizer=False)
