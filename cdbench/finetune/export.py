@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -157,10 +158,53 @@ def _dtype_key(dtype) -> str:
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
+def _gather_trained_deepspeed(accelerator: Any, model: Any) -> dict:
+    """The trained parameters of a DeepSpeed engine, whole, on CPU, on the main process (empty elsewhere).
+
+    Under ZeRO-3 each process holds a partition of every parameter: ``deepspeed.zero.GatheredParameters``
+    assembles one parameter at a time on every process (a collective), so only the trained parameters are
+    ever whole in memory and ``zero3_save_16bit_model`` is not needed. Under ZeRO-1/2 the module's
+    parameters are whole already (the optimizer states are what is sharded) and gathering is a no-op.
+    """
+    import deepspeed
+
+    out = {}
+    for name, p in accelerator.unwrap_model(model).named_parameters():
+        if not p.requires_grad:
+            continue
+        with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+            if accelerator.is_main_process:
+                out[name] = p.detach().to("cpu", copy=True)
+    return out
+
+
+@contextmanager
+def _no_zero3_init(accelerator: Any):
+    """Build models normally inside (no ``deepspeed.zero.Init``).
+
+    Under a ZeRO-3 config, accelerate registers the DeepSpeed config with ``transformers``, whose
+    ``from_pretrained`` then partitions every parameter it creates, a collective over all processes:
+    the main process alone rebuilding the model for the export would wait for the others for ever.
+    """
+    from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
+
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if plugin is not None and getattr(plugin, "dschf", None) is not None:
+            set_hf_deepspeed_config(plugin.dschf)
+
+
 def _gather_trained(accelerator: Any, model: Any) -> dict:
     """The full (unsharded) weights on the main process, on CPU; every process must call it. With FSDP2
-    only the trained parameters are gathered (the frozen ones are re-read from the base checkpoint), so a
-    LoRA export does not assemble the whole base model in memory."""
+    and DeepSpeed only the trained parameters are gathered (the frozen ones are re-read from the base
+    checkpoint), so a LoRA export does not assemble the whole base model in memory."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return _gather_trained_deepspeed(accelerator, model)
     if getattr(accelerator, "is_fsdp2", False):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
@@ -190,9 +234,12 @@ def export_all(accelerator: Any, model: Any, config: FinetuneConfig, family: str
         if sharded or storage != stored:  # rebuild on CPU: base at its own precision + trained parameters
             from cdbench.finetune.model_setup import load_base_model, prepare_for_training
 
-            cpu_model = load_base_model(config.model, family, dtype=stored,
-                                        attn_implementation=config.attn_implementation)
-            cpu_model, _ = prepare_for_training(cpu_model, config.replace(gradient_checkpointing=False), family)
+            with _no_zero3_init(accelerator) if accelerator.distributed_type == DistributedType.DEEPSPEED \
+                    else nullcontext():
+                cpu_model = load_base_model(config.model, family, dtype=stored,
+                                            attn_implementation=config.attn_implementation)
+                cpu_model, _ = prepare_for_training(cpu_model, config.replace(gradient_checkpointing=False),
+                                                    family)
             if state is None:
                 state = {n: p.detach().to("cpu") for n, p in trained.named_parameters() if p.requires_grad}
             keep = {n for n, p in cpu_model.named_parameters() if p.requires_grad}

@@ -185,9 +185,11 @@ def prepare_for_training(model: Any, config: FinetuneConfig, family: str) -> tup
     for name, module in inner.named_modules():
         if name in parts.projector:
             module.requires_grad_(bool(config.tune_visual_abstractor) or not config.is_lora)
-    # trainable parameters in float32 (master weights), frozen ones stay in the storage dtype
+    # trainable parameters in float32 (master weights), frozen ones stay in the storage dtype; parameters
+    # that DeepSpeed ZeRO-3 partitioned at load (``ds_id``) are left alone: DeepSpeed keeps their float32
+    # master partitions itself
     for p in model.parameters():
-        if p.requires_grad and p.dtype != torch.float32:
+        if p.requires_grad and p.dtype != torch.float32 and not hasattr(p, "ds_id"):
             p.data = p.data.float()
     summary = {"family": family, "lora_targets": targets, "vision": parts.vision, "projector": parts.projector,
                **count_parameters(model)}
@@ -197,9 +199,11 @@ def prepare_for_training(model: Any, config: FinetuneConfig, family: str) -> tup
 
 
 def count_parameters(model: Any) -> dict[str, int]:
-    """Total and trainable parameter counts (LoRA included)."""
+    """Total and trainable parameter counts (LoRA included); for parameters DeepSpeed ZeRO-3 partitioned
+    (their local tensor is empty) the full size, ``ds_numel``."""
     total = trainable = 0
     for p in model.parameters():
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
+        n = int(getattr(p, "ds_numel", p.numel()))
+        total += n
+        trainable += n if p.requires_grad else 0
     return {"total_parameters": total, "trainable_parameters": trainable}
