@@ -247,6 +247,33 @@ def _deepspeed_requested() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
+def _check_deepspeed_config(accelerator, config: FinetuneConfig) -> None:
+    """The DeepSpeed config must do what the run's settings say: ``"auto"`` values are filled from them,
+    others must equal them (one line naming both otherwise).
+
+    DeepSpeed itself accumulates gradients (its ``gradient_accumulation_steps``; accelerate silently
+    prefers the config's value to cdbench's), clips them (``gradient_clipping``; accelerate's
+    ``clip_grad_norm_`` only reads the norm back) and sizes its batches from
+    ``train_micro_batch_size_per_gpu``: a mismatch would train another recipe without a word.
+    """
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type != DistributedType.DEEPSPEED:
+        return
+    ds = accelerator.state.deepspeed_plugin.deepspeed_config
+    clip = float(config.max_grad_norm or 0.0)
+    wanted = {"gradient_accumulation_steps": (config.gradient_accumulation_steps, "gradient_accumulation_steps"),
+              "gradient_clipping": (clip, "max_grad_norm"),
+              "train_micro_batch_size_per_gpu": (config.per_device_batch_size, "per_device_batch_size")}
+    for key, (value, setting) in wanted.items():
+        given = ds.get(key, "auto")
+        if given == "auto":
+            ds[key] = value
+        elif float(given) != float(value):
+            raise DataError(f"the DeepSpeed config has {key}: {given} but {setting}={value}; make them equal "
+                            f"(or set {key}: auto in the DeepSpeed config)")
+
+
 def _fsdp_on_cpu(accelerator) -> None:
     """Shard with FSDP on a machine without CUDA when the launch asked for it.
 
@@ -308,6 +335,7 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
         raise DataError(f"the accelerate configuration accumulates gradients over "
                         f"{accelerator.gradient_accumulation_steps} steps but gradient_accumulation_steps={k}; "
                         "make them equal (DeepSpeed: gradient_accumulation_steps in the config file)")
+    _check_deepspeed_config(accelerator, config)
     set_seed(config.seed)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = bool(config.tf32)
