@@ -240,3 +240,78 @@ def test_cli_settings_precedence_defaults_yaml_flags(tmp_path):
     assert (c.model, c.lora_r, c.learning_rate, c.method, c.freeze_vision_model, c.tasks, c.resume) == (
         "base", 16, 3e-4, "lora", True, ("scores",), False)
     assert c.lora_alpha == 256 and c.warmup_ratio == 0.03  # untouched defaults stay the recipe's
+
+
+def _deepspeed_on_cpu() -> None:
+    """Skip unless DeepSpeed can run here on CPU processes (gloo), the path these tests check."""
+    pytest.importorskip("deepspeed")
+    if torch.cuda.is_available():
+        pytest.skip("the DeepSpeed checks here run CPU processes (gloo); on GPUs use pytest -m gpu")
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("DeepSpeed's CPU accelerator JIT-compiles its shared-memory communication op: needs a C++ compiler")
+
+
+def _assert_deepspeed_checkpoint(ckpt: Path, stage: int) -> None:
+    """DeepSpeed's own checkpoint files, one optimizer-state shard per rank (ZeRO-3: one parameter partition
+    per rank as well): DeepSpeed ran, not DDP."""
+    files = {p.name for p in (ckpt / "pytorch_model").iterdir()}
+    assert {f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)} <= files
+    models = {f"zero_pp_rank_{r}_mp_rank_00_model_states.pt" for r in (0, 1)} if stage == 3 \
+        else {"mp_rank_00_model_states.pt"}
+    assert models <= files
+    assert (ckpt / "latest").read_text().strip() == "pytorch_model"
+
+
+@pytest.mark.parametrize(("stage", "method", "resume"), [(2, "lora", True), (3, "lora", False), (3, "full", True)])
+def test_deepspeed_two_cpu_processes_match_one_process(stage, method, resume, mplug, dataset, workdir, request):
+    """The shipped ``deepspeed_zero2.yaml`` / ``deepspeed_zero3.yaml`` run by ``accelerate launch --num_processes 2``
+    on CPU (DeepSpeed's CPU accelerator, gloo; ``--precision fp32``, so DeepSpeed's bf16 / fp16 are off whatever
+    the file's ``mixed_precision`` says): the log and the weights equal the one-process run's with the same global
+    batch (float32, loss rel 1e-5, weights atol 1e-4 where training moves them by > 1e-3), the merged export
+    (ZeRO-3: gathered from the partitions) scores like the reference with ``cdbench.create_model``, and a run
+    stopped after its step-2 checkpoint resumes from DeepSpeed's checkpoint to the uninterrupted weights."""
+    import numpy as np
+
+    import cdbench
+
+    _deepspeed_on_cpu()
+    one = request.getfixturevalue(f"one_process_{method}")
+    config_file = CONFIGS / f"deepspeed_zero{stage}.yaml"
+    args = ["--model", str(mplug), "--dataset", str(dataset), *_COMMON, f"--{method}", "--batch-size", "2",
+            "--save-steps", "2"]
+    two = workdir / f"zero{stage}-{method}"
+    r = _launch("accelerate", *args, nproc=2, out=two, config_file=config_file)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for step in (2, 3):
+        _assert_deepspeed_checkpoint(two / "checkpoints" / f"step-{step:08d}", stage)
+    _assert_same_training(one, two, mplug, atol=1e-4)
+    pair = (np.full((30, 40, 3), 40, np.uint8), np.full((28, 28, 3), 200, np.uint8))
+    np.testing.assert_allclose(cdbench.create_model(two / "merged").score([pair]),
+                               cdbench.create_model(one / "merged").score([pair]), atol=1e-4)
+    if not resume:
+        return
+    stopped = workdir / f"zero{stage}-{method}-stopped"  # as the run was after its step-2 checkpoint
+    shutil.copytree(two, stopped)
+    for name in ("checkpoints/step-00000003", "merged"):
+        shutil.rmtree(stopped / name)
+    log = (stopped / "train_log.jsonl").read_text().splitlines()
+    (stopped / "train_log.jsonl").write_text("\n".join(log[:2]) + "\n")
+    r = _launch("accelerate", *args, nproc=2, out=stopped, config_file=config_file)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [json.loads(x)["step"] for x in (stopped / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    a = load_file(str(two / "merged" / "model.safetensors"))
+    b = load_file(str(stopped / "merged" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+
+
+def test_deepspeed_config_that_disagrees_with_the_run_stops_in_one_line(mplug, dataset, tmp_path):
+    """DeepSpeed accumulates gradients itself and accelerate silently prefers the file's count: a run asking for
+    another count stops, naming both, before anything is trained."""
+    _deepspeed_on_cpu()
+    out = tmp_path / "o"
+    r = _launch("accelerate", "--model", str(mplug), "--dataset", str(dataset), *_COMMON, "--grad-accum", "2",
+                nproc=2, out=out, config_file=CONFIGS / "deepspeed_zero2.yaml")
+    assert r.returncode != 0
+    assert "DeepSpeed config has gradient_accumulation_steps: 1 but gradient_accumulation_steps=2" in r.stderr
+    assert not out.exists()
