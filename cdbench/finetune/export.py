@@ -159,22 +159,31 @@ def _dtype_key(dtype) -> str:
 
 
 def _gather_trained_deepspeed(accelerator: Any, model: Any) -> dict:
-    """The trained parameters of a DeepSpeed engine, whole, on CPU, on the main process (empty elsewhere).
+    """The trained parameters of a DeepSpeed engine, whole, in float32, on CPU, on the main process (empty
+    elsewhere); every process must call it.
 
-    Under ZeRO-3 each process holds a partition of every parameter: ``deepspeed.zero.GatheredParameters``
-    assembles one parameter at a time on every process (a collective), so only the trained parameters are
-    ever whole in memory and ``zero3_save_16bit_model`` is not needed. Under ZeRO-1/2 the module's
-    parameters are whole already (the optimizer states are what is sharded) and gathering is a no-op.
+    Each parameter is the optimizer's float32 master copy (``deepspeed.utils.safe_get_full_fp32_param``,
+    assembled from the ZeRO partitions, one parameter at a time, a collective): with ``bf16`` / ``fp16``
+    DeepSpeed trains a low-precision copy of the module, and exporting that copy would round every trained
+    weight. Only the trained parameters are ever whole in memory, so ``zero3_save_16bit_model`` is not
+    needed. A parameter the optimizer does not map falls back to ``deepspeed.zero.GatheredParameters``.
     """
     import deepspeed
+    import torch
+    from deepspeed.utils import safe_get_full_fp32_param
 
     out = {}
     for name, p in accelerator.unwrap_model(model).named_parameters():
         if not p.requires_grad:
             continue
+        full = safe_get_full_fp32_param(p)
+        if full is not None:
+            if accelerator.is_main_process:
+                out[name] = full.detach().to("cpu", torch.float32, copy=True)
+            continue
         with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
             if accelerator.is_main_process:
-                out[name] = p.detach().to("cpu", copy=True)
+                out[name] = p.detach().to("cpu", torch.float32, copy=True)
     return out
 
 
