@@ -240,11 +240,12 @@ def _check_fsdp_without_cuda() -> None:
                         "(cdbench/finetune/accelerate_configs/fsdp.yaml)")
 
 
-def _deepspeed_requested() -> bool:
-    """Whether ``accelerate launch`` was given a DeepSpeed config (it exports ``ACCELERATE_USE_DEEPSPEED``)."""
+def _deepspeed_launched() -> bool:
+    """Whether ``accelerate launch`` started this process with a DeepSpeed config (it exports
+    ``ACCELERATE_USE_DEEPSPEED``; its DeepSpeed launcher, torchrun, sets ``LOCAL_RANK``)."""
     import os
 
-    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and "LOCAL_RANK" in os.environ
 
 
 def _check_deepspeed_config(accelerator, config: FinetuneConfig) -> None:
@@ -322,7 +323,7 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
         # DeepSpeed config, so a DeepSpeed launch keeps accelerate's own DeepSpeed path and names gloo as
         # the process-group backend (DeepSpeed runs on its CPU accelerator).
         on_cpu = not torch.cuda.is_available()
-        deepspeed_on_cpu = on_cpu and _deepspeed_requested()
+        deepspeed_on_cpu = on_cpu and _deepspeed_launched()
         accelerator = Accelerator(
             cpu=on_cpu and not deepspeed_on_cpu,
             kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if deepspeed_on_cpu else None,
