@@ -236,8 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     config = model.get_base_model().config
 
     flops = step_flops(model, optimizer, config, device, dtype)
-    runs = [measure(model, optimizer, config, b, True, steps, warmup, device, dtype) for b in sizes]
-    runs.append(measure(model, optimizer, config, sizes[-1], False, steps, warmup, device, dtype))
+    runs = []
+    for b, checkpointing in [*((b, True) for b in sizes), (sizes[-1], False)]:
+        runs.append(measure(model, optimizer, config, b, checkpointing, steps, warmup, device, dtype))
+        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in runs[-1].items()}, flush=True)
     pipeline = data_pipeline_rate(args.tiny, seconds=2.0 if args.tiny else 5.0)
     peak = args.peak_tflops
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else None
@@ -265,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / name
     atomic_write_json(out, result)
     for r in runs:
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+        if "mfu" in r:
+            print({"batch_size": r["batch_size"], "gradient_checkpointing": r["gradient_checkpointing"],
+                   "mfu": round(r["mfu"], 4)})
     print({"data_pipeline_items_per_s_per_worker": round(pipeline["items_per_s_per_worker"], 2)})
     print(f"wrote {out}")
     return 0

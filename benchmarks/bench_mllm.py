@@ -252,6 +252,22 @@ def main(argv: list[str] | None = None) -> int:
                      "flops_per_pair": fpp, "peak_bf16_tflops": peak, "model_build_s": build_s,
                      "preprocessing_workers": cd._get_runner().workers, "repeats": args.repeats,
                      "score": {}, "score_model_only": {}, "generation": {}}
+    if args.out:
+        out = Path(args.out)
+    elif args.tiny:
+        out = RESULTS / "bench_mllm_cpu_smoke.json"
+    else:
+        tag = re.sub(r"[^a-z0-9]+", "-", (results["gpu"] or str(device)).lower()).strip("-")
+        out = RESULTS / f"bench_mllm_{tag}.json"
+
+    def save(complete: bool) -> None:
+        """Written after each section, so a run stopped by a time limit keeps what it measured."""
+        results["complete"] = complete
+        results["targets_h100"] = {"score_end_to_end_pairs_per_s": 120, "generation_batched_tokens_per_s": 1000}
+        results["anchors_original_h100"] = ANCHORS_H100
+        results["versions"] = environment_versions()
+        results["load_average"] = list(os.getloadavg())
+        atomic_write_json(out, results)
 
     # --- scoring, end to end ----------------------------------------------------------------------
     for bs in [1, *batches]:
@@ -289,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         results["score_model_only"][f"batch_{bs}"] = {"pairs_per_s": bs / t_model, "mfu": mfu(bs / t_model)}
         t_prep = min(timed(lambda w=work[:bs]: cd._prepare(list(w), "score"), device, 2))
         results["score_model_only"][f"batch_{bs}"]["preprocess_ms_per_pair_one_thread"] = 1000 * t_prep / bs
+        save(False)
 
     ok = {k: v for k, v in results["score"].items() if "pairs_per_s" in v}
     best_key = max(ok, key=lambda k: ok[k]["pairs_per_s"])
@@ -325,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             "peak_memory_gib": peak_gib(device)}
         print(f"generation batch {bs}: {tokens / t:.1f} tokens/s (decode only "
               f"{results['generation'][f'batch_{bs}']['decode_tokens_per_s']})", flush=True)
+        save(False)
 
     # --- the peer: the original's way on this stack -----------------------------------------------
     if not args.no_baseline:
@@ -349,18 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         results["note"] = ("smoke run of this script with a tiny random model on the CPU (checks that every "
                            "measurement runs); not a performance result: run --device cuda for those")
-    results["targets_h100"] = {"score_end_to_end_pairs_per_s": 120, "generation_batched_tokens_per_s": 1000}
-    results["anchors_original_h100"] = ANCHORS_H100
-    results["versions"] = environment_versions()
-    results["load_average"] = list(os.getloadavg())
-    if args.out:
-        out = Path(args.out)
-    elif args.tiny:
-        out = RESULTS / "bench_mllm_cpu_smoke.json"
-    else:
-        tag = re.sub(r"[^a-z0-9]+", "-", (results["gpu"] or str(device)).lower()).strip("-")
-        out = RESULTS / f"bench_mllm_{tag}.json"
-    atomic_write_json(out, results)
+    save(True)
     print(f"wrote {out}")
     return 0
 

@@ -19,9 +19,11 @@ PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --p
 # the versions this project is tested with (pip list of the CPU venv); py3-none-any where possible
 PACKAGES=(transformers==5.24.0 peft==0.21.2 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
           kornia-rs==0.2.0 isal==1.9.1 jsonschema==4.26.0 jsonschema-specifications referencing rpds-py
-          colour-science==0.4.7)
+          colour-science==0.4.7 hjson==3.1.0)
 for pkg in "${PACKAGES[@]}"; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     "${PLATFORMS[@]}" -d .whl "$pkg"
 done
+# DeepSpeed ships an sdist only: build its (pure-Python) wheel here; its ops compile there with nvcc if needed
+python3 -m pip wheel -q --no-deps -w .whl deepspeed==0.19.8
 du -sh .whl .device_shared 2>/dev/null || true
