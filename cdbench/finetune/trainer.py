@@ -38,13 +38,13 @@ from typing import Any
 from cdbench.errors import DataError
 from cdbench.finetune.config import FinetuneConfig
 from cdbench.finetune.data import TrainingSet, count_supervised, load_training_items
+from cdbench.finetune.engine import check_engine, make_accelerator
 from cdbench.io import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "trainer_state.json"
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "finetune_config.yaml"
-_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 _RUN_IDENTITY = ("model", "dataset", "split", "tasks", "method", "lora_r", "lora_alpha", "lora_target_modules",
                  "tune_visual_abstractor", "freeze_vision_model", "seed")
 """Settings a resumed run must share with the checkpoint it continues."""
@@ -212,99 +212,13 @@ def _truncate_log(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
 
 
-def _allow_new_precision(mixed_precision: str) -> None:
-    """accelerate keeps one process-wide state whose mixed precision cannot change; a second run with
-    another precision in the same single (non-distributed) process, e.g. a notebook, starts afresh."""
-    from accelerate.state import AcceleratorState
-
-    shared = AcceleratorState._shared_state
-    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision \
-            and int(shared.get("num_processes", 1)) == 1:
-        AcceleratorState._reset_state()
-
-
-def _fsdp_requested() -> bool:
-    """Whether ``accelerate launch`` was given an FSDP config (it exports ``ACCELERATE_USE_FSDP``)."""
-    import os
-
-    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-
-
-def _check_fsdp_without_cuda() -> None:
-    """FSDP version 1 cannot run on CPU processes (accelerate's FSDP1 plugin needs a GPU-like device):
-    say so in one line instead of accelerate's traceback."""
-    import os
-
-    if _fsdp_requested() and os.environ.get("FSDP_VERSION", "1") != "2":
-        raise DataError("FSDP version 1 runs on GPUs only; without CUDA use fsdp_version: 2 "
-                        "(cdbench/finetune/accelerate_configs/fsdp.yaml)")
-
-
-def _deepspeed_launched() -> bool:
-    """Whether ``accelerate launch`` started this process with a DeepSpeed config (it exports
-    ``ACCELERATE_USE_DEEPSPEED``; its DeepSpeed launcher, torchrun, sets ``LOCAL_RANK``)."""
-    import os
-
-    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and "LOCAL_RANK" in os.environ
-
-
-def _check_deepspeed_config(accelerator, config: FinetuneConfig) -> None:
-    """The DeepSpeed config must do what the run's settings say: ``"auto"`` values are filled from them,
-    others must equal them (one line naming both otherwise).
-
-    DeepSpeed itself accumulates gradients (its ``gradient_accumulation_steps``; accelerate silently
-    prefers the config's value to cdbench's), clips them (``gradient_clipping``; accelerate's
-    ``clip_grad_norm_`` only reads the norm back) and sizes its batches from
-    ``train_micro_batch_size_per_gpu``: a mismatch would train another recipe without a word.
-    """
-    from accelerate.utils import DistributedType
-
-    if accelerator.distributed_type != DistributedType.DEEPSPEED:
-        return
-    ds = accelerator.state.deepspeed_plugin.deepspeed_config
-    clip = float(config.max_grad_norm or 0.0)
-    wanted = {"gradient_accumulation_steps": (config.gradient_accumulation_steps, "gradient_accumulation_steps"),
-              "gradient_clipping": (clip, "max_grad_norm"),
-              "train_micro_batch_size_per_gpu": (config.per_device_batch_size, "per_device_batch_size")}
-    for key, (value, setting) in wanted.items():
-        given = ds.get(key, "auto")
-        if given == "auto":
-            ds[key] = value
-        elif float(given) != float(value):
-            raise DataError(f"the DeepSpeed config has {key}: {given} but {setting}={value}; make them equal "
-                            f"(or set {key}: auto in the DeepSpeed config)")
-
-
-def _fsdp_on_cpu(accelerator) -> None:
-    """Shard with FSDP on a machine without CUDA when the launch asked for it.
-
-    ``accelerate launch`` with an FSDP config sets ``ACCELERATE_USE_FSDP``, but accelerate turns FSDP on
-    only for GPU-like devices: on CPU processes its state stays ``MULTI_CPU`` and the model would be
-    wrapped in plain DDP, silently. torch's FSDP2 (``fully_shard``) runs on CPU over gloo, so the state
-    is promoted here exactly as ``AcceleratorState`` does it for GPUs (``distributed_type = FSDP``, the
-    plugin read from the ``FSDP_*`` variables the launcher set, with the run's mixed precision).
-    """
-    from accelerate.state import PartialState
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-
-    if not _fsdp_requested() or accelerator.distributed_type != DistributedType.MULTI_CPU:
-        return
-    plugin = FullyShardedDataParallelPlugin()
-    if accelerator.mixed_precision != "no":
-        plugin.set_mixed_precision(accelerator.mixed_precision)
-    accelerator.state.distributed_type = DistributedType.FSDP
-    accelerator.state.fsdp_plugin = plugin
-    PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as AcceleratorState does: kept on re-reads
-
-
 def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     """Train ``config.model`` on ``config.dataset`` and export the result to ``config.out``.
 
     Works in one process and under ``accelerate launch`` / ``torchrun`` (every process runs this).
     """
     import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedType, GradientAccumulationPlugin, InitProcessGroupKwargs, set_seed
+    from accelerate.utils import DistributedType, set_seed
     from tqdm.auto import tqdm
 
     from cdbench.finetune.export import export_all
@@ -316,27 +230,9 @@ def run_finetune(config: FinetuneConfig, accelerator=None) -> TrainResult:
     out = Path(config.out)
     k = config.gradient_accumulation_steps
     if accelerator is None:
-        if not torch.cuda.is_available():
-            _check_fsdp_without_cuda()
-        _allow_new_precision(_PRECISION[config.precision])
-        # Without CUDA, cpu=True makes torchrun / accelerate launch use gloo. accelerate then ignores a
-        # DeepSpeed config, so a DeepSpeed launch keeps accelerate's own DeepSpeed path and names gloo as
-        # the process-group backend (DeepSpeed runs on its CPU accelerator).
-        on_cpu = not torch.cuda.is_available()
-        deepspeed_on_cpu = on_cpu and _deepspeed_launched()
-        accelerator = Accelerator(
-            cpu=on_cpu and not deepspeed_on_cpu,
-            kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if deepspeed_on_cpu else None,
-            mixed_precision=_PRECISION[config.precision],
-            gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=k, sync_with_dataloader=False),
-            step_scheduler_with_optimizer=False)
-        _fsdp_on_cpu(accelerator)
+        accelerator = make_accelerator(config)
     main = accelerator.is_main_process
-    if accelerator.gradient_accumulation_steps != k:
-        raise DataError(f"the accelerate configuration accumulates gradients over "
-                        f"{accelerator.gradient_accumulation_steps} steps but gradient_accumulation_steps={k}; "
-                        "make them equal (DeepSpeed: gradient_accumulation_steps in the config file)")
-    _check_deepspeed_config(accelerator, config)
+    check_engine(accelerator, config)
     set_seed(config.seed)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = bool(config.tf32)
