@@ -162,6 +162,35 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(launcher
     _assert_same_training(one_process_lora, two, mplug, atol=1e-4)
 
 
+def _assert_export_scores_like(two: Path, one: Path) -> None:
+    """The merged export of ``two`` scores a pair like ``one``'s with ``cdbench.create_model`` (atol 1e-4)."""
+    import numpy as np
+
+    import cdbench
+
+    pair = (np.full((30, 40, 3), 40, np.uint8), np.full((28, 28, 3), 200, np.uint8))
+    np.testing.assert_allclose(cdbench.create_model(two / "merged").score([pair]),
+                               cdbench.create_model(one / "merged").score([pair]), atol=1e-4)
+
+
+def _assert_resumes_after_step_2(run: Path, args: list[str], config_file: Path) -> None:
+    """``run`` as it was after its step-2 checkpoint (step 3, the export and the later log lines gone),
+    relaunched: it logs steps 1-3 once and ends at the uninterrupted weights (atol 1e-6)."""
+    stopped = run.parent / f"{run.name}-stopped"
+    shutil.copytree(run, stopped)
+    for name in ("checkpoints/step-00000003", "merged"):
+        shutil.rmtree(stopped / name)
+    log = (stopped / "train_log.jsonl").read_text().splitlines()
+    (stopped / "train_log.jsonl").write_text("\n".join(log[:2]) + "\n")
+    r = _launch("accelerate", *args, nproc=2, out=stopped, config_file=config_file)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [json.loads(x)["step"] for x in (stopped / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    a = load_file(str(run / "merged" / "model.safetensors"))
+    b = load_file(str(stopped / "merged" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_fsdp_two_cpu_processes_match_one_process_and_resume(method, mplug, dataset, workdir, request):
     """The shipped ``fsdp.yaml`` (FSDP2, one unit per ``MPLUGOwl2DecoderLayer``, sharded checkpoints) run by
@@ -170,10 +199,6 @@ def test_fsdp_two_cpu_processes_match_one_process_and_resume(method, mplug, data
     (float32, atol 1e-4 where training moves them by > 1e-3), the merged export (gathered from the shards)
     scores like the reference with ``cdbench.create_model``, and a run stopped after its step-2 checkpoint
     resumes from the shards to the uninterrupted weights."""
-    import numpy as np
-
-    import cdbench
-
     one = request.getfixturevalue(f"one_process_{method}")
     args = ["--model", str(mplug), "--dataset", str(dataset), *_COMMON, f"--{method}", "--batch-size", "2",
             "--save-steps", "2"]
@@ -185,23 +210,8 @@ def test_fsdp_two_cpu_processes_match_one_process_and_resume(method, mplug, data
         for part in ("pytorch_model_fsdp_0", "optimizer_0"):
             assert len(list((ckpt / part).glob("*.distcp"))) == 2
     _assert_same_training(one, two, mplug, atol=1e-4)
-    pair = (np.full((30, 40, 3), 40, np.uint8), np.full((28, 28, 3), 200, np.uint8))
-    np.testing.assert_allclose(cdbench.create_model(two / "merged").score([pair]),
-                               cdbench.create_model(one / "merged").score([pair]), atol=1e-4)
-
-    stopped = workdir / f"fsdp-{method}-stopped"  # as the run was after its step-2 checkpoint
-    shutil.copytree(two, stopped)
-    for name in ("checkpoints/step-00000003", "merged"):
-        shutil.rmtree(stopped / name)
-    log = (stopped / "train_log.jsonl").read_text().splitlines()
-    (stopped / "train_log.jsonl").write_text("\n".join(log[:2]) + "\n")
-    r = _launch("accelerate", *args, nproc=2, out=stopped, config_file=CONFIGS / "fsdp.yaml")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert [json.loads(x)["step"] for x in (stopped / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
-    a = load_file(str(two / "merged" / "model.safetensors"))
-    b = load_file(str(stopped / "merged" / "model.safetensors"))
-    for k in a:
-        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+    _assert_export_scores_like(two, one)
+    _assert_resumes_after_step_2(two, args, CONFIGS / "fsdp.yaml")
 
 
 def test_fsdp_version_1_without_cuda_stops_in_one_line(mplug, dataset, tmp_path, monkeypatch, capsys):
@@ -270,10 +280,6 @@ def test_deepspeed_two_cpu_processes_match_one_process(stage, method, resume, mp
     batch (float32, loss rel 1e-5, weights atol 1e-4 where training moves them by > 1e-3), the merged export
     (ZeRO-3: gathered from the partitions) scores like the reference with ``cdbench.create_model``, and a run
     stopped after its step-2 checkpoint resumes from DeepSpeed's checkpoint to the uninterrupted weights."""
-    import numpy as np
-
-    import cdbench
-
     _deepspeed_on_cpu()
     one = request.getfixturevalue(f"one_process_{method}")
     config_file = CONFIGS / f"deepspeed_zero{stage}.yaml"
@@ -285,24 +291,9 @@ def test_deepspeed_two_cpu_processes_match_one_process(stage, method, resume, mp
     for step in (2, 3):
         _assert_deepspeed_checkpoint(two / "checkpoints" / f"step-{step:08d}", stage)
     _assert_same_training(one, two, mplug, atol=1e-4)
-    pair = (np.full((30, 40, 3), 40, np.uint8), np.full((28, 28, 3), 200, np.uint8))
-    np.testing.assert_allclose(cdbench.create_model(two / "merged").score([pair]),
-                               cdbench.create_model(one / "merged").score([pair]), atol=1e-4)
-    if not resume:
-        return
-    stopped = workdir / f"zero{stage}-{method}-stopped"  # as the run was after its step-2 checkpoint
-    shutil.copytree(two, stopped)
-    for name in ("checkpoints/step-00000003", "merged"):
-        shutil.rmtree(stopped / name)
-    log = (stopped / "train_log.jsonl").read_text().splitlines()
-    (stopped / "train_log.jsonl").write_text("\n".join(log[:2]) + "\n")
-    r = _launch("accelerate", *args, nproc=2, out=stopped, config_file=config_file)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert [json.loads(x)["step"] for x in (stopped / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3]
-    a = load_file(str(two / "merged" / "model.safetensors"))
-    b = load_file(str(stopped / "merged" / "model.safetensors"))
-    for k in a:
-        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+    _assert_export_scores_like(two, one)
+    if resume:
+        _assert_resumes_after_step_2(two, args, config_file)
 
 
 def test_deepspeed_config_that_disagrees_with_the_run_stops_in_one_line(mplug, dataset, tmp_path):
