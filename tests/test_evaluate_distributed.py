@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 
 import pytest
 
 pytest.importorskip("torch")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from launchers import launcher_command  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +36,7 @@ def test_two_processes_write_what_one_process_writes(dataset, tmp_path, monkeypa
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-         "--master-port", str(_free_port()), "-m", "cdbench", *args, "--out", str(tmp_path / "multi")],
+        [*launcher_command("torchrun"), "-m", "cdbench", *args, "--out", str(tmp_path / "multi")],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     single, multi = tmp_path / "single/cie76/scores-train", tmp_path / "multi/cie76/scores-train"

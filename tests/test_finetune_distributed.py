@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 
+from launchers import ACCELERATE_CONFIGS, launcher_command  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from cdbench.errors import DataError  # noqa: E402
@@ -83,15 +83,6 @@ def test_resume_from_a_mid_run_checkpoint_reaches_the_uninterrupted_weights(mplu
         run_finetune(FinetuneConfig(out=str(stopped), **{**common, "per_device_batch_size": 2}))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-CONFIGS = Path(__file__).resolve().parents[1] / "cdbench" / "finetune" / "accelerate_configs"
 _COMMON = ["--precision", "fp32", "--max-steps", "3", "--lora-r", "4", "--lora-alpha", "8", "--lora-dropout", "0",
            "--lr", "1e-3", "--workers", "0", "--no-progress", "--no-gradient-checkpointing", "--export", "merged"]
 """The settings of every run compared here: float32, three steps, no dropout (so the runs are deterministic)."""
@@ -101,14 +92,7 @@ def _launch(launcher: str, *args: str, nproc: int, out: Path, config_file: Path 
             ) -> subprocess.CompletedProcess:
     """Run ``cdbench finetune`` in ``nproc`` CPU processes (gloo) under ``torchrun`` or ``accelerate launch``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    port = str(_free_port())
-    if launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-addr",
-               "127.0.0.1", "--master-port", port]
-    else:  # the config file's num_processes is a machine setting: the command line sets it
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
-               "--num_processes", str(nproc), "--main_process_port", port]
-    cmd += ["-m", "cdbench", "finetune", *args, "--out", str(out)]
+    cmd = [*launcher_command(launcher, nproc, config_file), "-m", "cdbench", "finetune", *args, "--out", str(out)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -157,7 +141,7 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(launcher
     ``accelerate launch --cpu`` would start one process)."""
     two = workdir / f"two-{launcher}"
     r2 = _launch(launcher, "--model", str(mplug), "--dataset", str(dataset), *_COMMON, "--batch-size", "2",
-                 nproc=2, out=two, config_file=CONFIGS / "multi_gpu_ddp.yaml")
+                 nproc=2, out=two, config_file=ACCELERATE_CONFIGS / "multi_gpu_ddp.yaml")
     assert r2.returncode == 0, r2.stderr[-3000:]
     _assert_same_training(one_process_lora, two, mplug, atol=1e-4)
 
@@ -203,7 +187,7 @@ def test_fsdp_two_cpu_processes_match_one_process_and_resume(method, mplug, data
     args = ["--model", str(mplug), "--dataset", str(dataset), *_COMMON, f"--{method}", "--batch-size", "2",
             "--save-steps", "2"]
     two = workdir / f"fsdp-{method}"
-    r = _launch("accelerate", *args, nproc=2, out=two, config_file=CONFIGS / "fsdp.yaml")
+    r = _launch("accelerate", *args, nproc=2, out=two, config_file=ACCELERATE_CONFIGS / "fsdp.yaml")
     assert r.returncode == 0, r.stderr[-3000:]
     for step in (2, 3):  # torch.distributed.checkpoint shards, one file per rank: FSDP ran, not DDP
         ckpt = two / "checkpoints" / f"step-{step:08d}"
@@ -211,7 +195,7 @@ def test_fsdp_two_cpu_processes_match_one_process_and_resume(method, mplug, data
             assert len(list((ckpt / part).glob("*.distcp"))) == 2
     _assert_same_training(one, two, mplug, atol=1e-4)
     _assert_export_scores_like(two, one)
-    _assert_resumes_after_step_2(two, args, CONFIGS / "fsdp.yaml")
+    _assert_resumes_after_step_2(two, args, ACCELERATE_CONFIGS / "fsdp.yaml")
 
 
 def test_fsdp_version_1_without_cuda_stops_in_one_line(mplug, dataset, tmp_path, monkeypatch, capsys):
@@ -282,7 +266,7 @@ def test_deepspeed_two_cpu_processes_match_one_process(stage, method, resume, mp
     stopped after its step-2 checkpoint resumes from DeepSpeed's checkpoint to the uninterrupted weights."""
     _deepspeed_on_cpu()
     one = request.getfixturevalue(f"one_process_{method}")
-    config_file = CONFIGS / f"deepspeed_zero{stage}.yaml"
+    config_file = ACCELERATE_CONFIGS / f"deepspeed_zero{stage}.yaml"
     args = ["--model", str(mplug), "--dataset", str(dataset), *_COMMON, f"--{method}", "--batch-size", "2",
             "--save-steps", "2"]
     two = workdir / f"zero{stage}-{method}"
@@ -302,7 +286,7 @@ def test_deepspeed_config_that_disagrees_with_the_run_stops_in_one_line(mplug, d
     _deepspeed_on_cpu()
     out = tmp_path / "o"
     r = _launch("accelerate", "--model", str(mplug), "--dataset", str(dataset), *_COMMON, "--grad-accum", "2",
-                nproc=2, out=out, config_file=CONFIGS / "deepspeed_zero2.yaml")
+                nproc=2, out=out, config_file=ACCELERATE_CONFIGS / "deepspeed_zero2.yaml")
     assert r.returncode != 0
     assert "DeepSpeed config has gradient_accumulation_steps: 1 but gradient_accumulation_steps=2" in r.stderr
     assert not out.exists()
@@ -324,7 +308,7 @@ def test_deepspeed_zero3_bf16_on_cuda(mplug, dataset, workdir):
     out = workdir / "zero3-cuda"
     args = ["--model", str(mplug), "--dataset", str(dataset), *_COMMON, "--full", "--precision", "bf16",
             "--batch-size", str(4 // n if 4 % n == 0 else 1), "--save-steps", "2"]
-    r = _launch("accelerate", *args, nproc=n, out=out, config_file=CONFIGS / "deepspeed_zero3.yaml")
+    r = _launch("accelerate", *args, nproc=n, out=out, config_file=ACCELERATE_CONFIGS / "deepspeed_zero3.yaml")
     assert r.returncode == 0, r.stderr[-3000:]
     files = {p.name for p in (out / "checkpoints" / "step-00000002" / "pytorch_model").iterdir()}
     assert {f"zero_pp_rank_{i}_mp_rank_00_optim_states.pt" for i in range(n)} <= files

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,6 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+
+from launchers import launcher_command  # noqa: E402
 
 from cdbench.io import read_jsonl  # noqa: E402
 from cdbench.models.mllm.distributed import parts_dir, predict_sharded, shard_range  # noqa: E402
@@ -67,23 +67,6 @@ def images(tmp_path_factory):
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launcher(kind: str) -> list[str]:
-    """``torchrun`` or ``accelerate launch`` (the shipped DDP file; its process count set on the command line)."""
-    port = str(_free_port())
-    if kind == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-                "--master-port", port]
-    config = Path(__file__).resolve().parents[1] / "cdbench/finetune/accelerate_configs/multi_gpu_ddp.yaml"
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
-            "--main_process_port", port]
-
-
 @pytest.mark.slow  # two fresh interpreters importing torch + transformers: ~15-30 s on 2 cores
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
 def test_two_gloo_processes_write_the_single_process_file(launcher, folder, images, tmp_path, monkeypatch):
@@ -106,7 +89,7 @@ def test_two_gloo_processes_write_the_single_process_file(launcher, folder, imag
     script.write_text(WORKER)
     multi = tmp_path / "multi.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    proc = subprocess.run([*_launcher(launcher), str(script), str(folder), str(images), str(multi)],
+    proc = subprocess.run([*launcher_command(launcher), str(script), str(folder), str(images), str(multi)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert Path(f"{multi}.rank0").read_text() == f"rank 0 of 2 -> {multi}"
